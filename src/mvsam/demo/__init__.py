@@ -1,0 +1,1 @@
+"""The small scene bundled with the package, and the ``mvsam demo`` job."""

@@ -1,0 +1,1 @@
+"""Writers for masks, point clouds and reports."""

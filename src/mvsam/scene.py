@@ -1,0 +1,188 @@
+"""The one object passed between stages: a set of views of one static scene.
+
+Conventions, used everywhere in mvsam and converted to only inside loaders:
+- Camera axes are OpenCV's: x right, y down, z forward (into the scene).
+- Poses are 4x4 float64 matrices named by direction: ``world_from_cam`` maps camera
+  coordinates to world coordinates; ``cam_from_world`` is its inverse.
+- Pixel (0, 0) is the centre of the top-left pixel; points are (x, y) = (column, row).
+- Depth is the camera-frame z (not the ray length), float32, 0 where unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Camera:
+    """Pinhole intrinsics and pose of one view.
+
+    ``distortion`` holds OpenCV coefficients (k1, k2, p1, p2[, k3]) when the loader kept them;
+    geometry and projection here assume undistorted images, so loaders undistort when they can.
+    """
+
+    K: np.ndarray  # 3x3 float64
+    world_from_cam: np.ndarray  # 4x4 float64, OpenCV axes
+    width: int
+    height: int
+    distortion: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.K = np.asarray(self.K, dtype=np.float64)
+        self.world_from_cam = np.asarray(self.world_from_cam, dtype=np.float64)
+        if self.K.shape != (3, 3):
+            raise ValueError(f"K must be 3x3, got shape {self.K.shape}")
+        if self.world_from_cam.shape != (4, 4):
+            raise ValueError(f"world_from_cam must be 4x4, got shape {self.world_from_cam.shape}")
+        if not np.all(np.isfinite(self.K)) or not np.all(np.isfinite(self.world_from_cam)):
+            raise ValueError("camera matrices contain NaN or infinity")
+        rotation = self.world_from_cam[:3, :3]
+        if abs(np.linalg.det(rotation) - 1.0) > 1e-3 or not np.allclose(
+            rotation @ rotation.T, np.eye(3), atol=1e-3
+        ):
+            raise ValueError("world_from_cam rotation block is not a proper rotation (degenerate pose)")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+
+    @property
+    def cam_from_world(self) -> np.ndarray:
+        """4x4 float64 inverse of ``world_from_cam``."""
+        rotation = self.world_from_cam[:3, :3]
+        translation = self.world_from_cam[:3, 3]
+        out = np.eye(4)
+        out[:3, :3] = rotation.T
+        out[:3, 3] = -rotation.T @ translation
+        return out
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates, shape (3,)."""
+        return self.world_from_cam[:3, 3].copy()
+
+    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project Nx3 world points; returns (Nx2 float (x, y) pixels, N camera-frame depths z)."""
+        points_world = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
+        cam_from_world = self.cam_from_world
+        points_cam = points_world @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+        z = points_cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pixels_h = points_cam @ self.K.T
+            xy = pixels_h[:, :2] / pixels_h[:, 2:3]
+        return xy, z
+
+    def unproject(self, xy: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Lift Nx2 (x, y) pixels with N camera-frame depths to Nx3 world points."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        depth = np.asarray(depth, dtype=np.float64).reshape(-1)
+        rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1) @ np.linalg.inv(self.K).T
+        points_cam = rays * depth[:, None]
+        return points_cam @ self.world_from_cam[:3, :3].T + self.world_from_cam[:3, 3]
+
+
+@dataclass
+class View:
+    """One image of the scene and whatever geometry is known for it."""
+
+    name: str  # file name, unique within the scene, e.g. "000000.jpg"
+    image_path: Path
+    width: int
+    height: int
+    camera: Camera | None = None
+    depth: np.ndarray | None = None  # HxW float32, camera z, 0 = unknown
+    depth_confidence: np.ndarray | None = None  # HxW float32 in [0, 1]
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    def load_image(self) -> np.ndarray:
+        """The image as HxWx3 uint8 RGB."""
+        from mvsam.io.images import read_rgb
+
+        image = read_rgb(self.image_path)
+        if image.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"{self.image_path}: expected {self.width}x{self.height}, file is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        return image
+
+
+@dataclass
+class SparsePoints:
+    """Sparse SfM points and the views that observed them.
+
+    ``track_point``, ``track_view`` and ``track_xy`` are parallel arrays with one row per
+    observation: point index, view index, and the observed (x, y) pixel.
+    """
+
+    xyz: np.ndarray  # Nx3 float64 world points
+    rgb: np.ndarray  # Nx3 uint8
+    track_point: np.ndarray  # M int64
+    track_view: np.ndarray  # M int64
+    track_xy: np.ndarray  # Mx2 float64
+
+    def observations_in(self, view_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(point indices K, Kx2 (x, y) pixels) of the points seen in one view."""
+        rows = self.track_view == view_index
+        return self.track_point[rows], self.track_xy[rows]
+
+
+@dataclass
+class Scene:
+    """Views of one static scene, with geometry once known.
+
+    ``cache_dir`` holds every expensive product (embeddings, SfM, depth), keyed by content.
+    """
+
+    root: Path
+    views: list[View]
+    source_format: str
+    cache_dir: Path
+    sparse: SparsePoints | None = None
+    notes: list[str] = field(default_factory=list)  # warnings raised while loading
+
+    def __post_init__(self) -> None:
+        if not self.views:
+            raise ValueError(f"{self.root}: the scene has no views")
+        names = [view.name for view in self.views]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.root}: view names are not unique")
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    @property
+    def has_cameras(self) -> bool:
+        return all(view.camera is not None for view in self.views)
+
+    @property
+    def has_depth(self) -> bool:
+        return all(view.depth is not None for view in self.views)
+
+    def view_index(self, key: str | int) -> int:
+        """Index of a view given its file name, its stem, or a 0-based index (int or digit string).
+
+        Names win over indices: ``"000003"`` means the view whose stem is 000003 if there is one.
+        """
+        if isinstance(key, str):
+            for index, view in enumerate(self.views):
+                if key in (view.name, view.stem):
+                    return index
+            if not key.isdigit():
+                examples = ", ".join(v.name for v in self.views[:3])
+                raise ValueError(f"unknown view {key!r}; use a file name (e.g. {examples}) or a 0-based index")
+        index = int(key)
+        if not 0 <= index < len(self.views):
+            raise ValueError(f"view index {index} is out of range 0..{len(self.views) - 1}")
+        return index
+
+    @classmethod
+    def load(cls, path: str | Path, **options) -> Scene:
+        """Load a scene from any supported layout; see ``mvsam.io.loaders``."""
+        from mvsam.io.loaders import load_scene
+
+        return load_scene(path, **options)

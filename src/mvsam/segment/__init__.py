@@ -1,0 +1,1 @@
+"""The segmentation modes: interactive multi-view, automatic, video tracking."""
