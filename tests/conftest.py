@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to the real data in ../shared and the MobileSAM checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MVSAM_SHARED", REPO_ROOT.parent / "shared"))
+DATA = SHARED / "data"
+MOBILE_SAM_CHECKPOINT = SHARED / "weights" / "mobile_sam.pt"
+
+
+def require(path: Path) -> Path:
+    """Skip the test when a shared file is absent (CI always has ../shared)."""
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return require(DATA)
+
+
+@pytest.fixture(scope="session")
+def mobile_sam_checkpoint() -> Path:
+    return require(MOBILE_SAM_CHECKPOINT)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Keep every test's user cache out of ~/.cache."""
+    home = tmp_path_factory.getbasetemp() / "mvsam_home"
+    monkeypatch.setenv("MVSAM_HOME", str(home))
+    return home
