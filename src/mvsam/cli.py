@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "mvsam.commands.demo",
     "mvsam.commands.weights",
+    "mvsam.commands.eval",
 ]
 
 
