@@ -31,8 +31,17 @@ def mobile_sam_checkpoint() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory, monkeypatch):
-    """Keep every test's user cache out of ~/.cache."""
-    home = tmp_path_factory.getbasetemp() / "mvsam_home"
+def isolated_home(tmp_path, monkeypatch):
+    """Give every test its own empty user cache, never ~/.cache."""
+    home = tmp_path / "mvsam_home"
     monkeypatch.setenv("MVSAM_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def mobile_sam_predictor(tmp_path_factory):
+    """One MobileSAM predictor per test session, caching embeddings in a temporary folder."""
+    from mvsam.sam import load_predictor
+
+    checkpoint = require(MOBILE_SAM_CHECKPOINT)
+    return load_predictor("mobile_sam", checkpoint=checkpoint, cache_dir=tmp_path_factory.mktemp("embeddings"))

@@ -112,7 +112,9 @@ class WindowAttention(nn.Module):
         batch, tokens, _ = x.shape
         qkv = self.qkv(self.norm(x)).view(batch, tokens, self.num_heads, 3 * self.key_dim)
         q, k, v = qkv.permute(0, 2, 1, 3).split(self.key_dim, dim=3)
-        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
+        # A 4-D (1, heads, L, L) bias lets SDPA use its fused CPU kernel; a 3-D one falls back to
+        # the unfused math path, several times slower.
+        bias = self.attention_biases[:, self.attention_bias_idxs].unsqueeze(0).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, -1))
 

@@ -1,0 +1,131 @@
+"""3D votes on a synthetic cube on a floor: exact probabilities, footprints in held-out views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvsam.lift.synthetic import Box, Plane, look_at_camera, render_depth
+from mvsam.lift.votes import VoxelVotes
+from mvsam.lift.voxels import VoxelGrid, default_voxel_size
+
+CUBE_LO, CUBE_HI = np.array([-0.4, -0.4, 0.0]), np.array([0.4, 0.4, 0.8])
+SHAPES = [Box([-1.5, -1.5, -0.1], [1.5, 1.5, 0.0]), Box(CUBE_LO, CUBE_HI)]
+
+
+def _view(angle_deg: float, height: float = 2.0):
+    angle = np.radians(angle_deg)
+    camera = look_at_camera([3 * np.cos(angle), 3 * np.sin(angle), height], [0, 0, 0.3], 160, 120)
+    depth, ids = render_depth(camera, SHAPES)
+    return camera, depth, ids == 1
+
+
+@pytest.fixture(scope="module")
+def cube_votes():
+    views = [_view(angle) for angle in (45, 135, 225, 315)]
+    size = default_voxel_size([v[0] for v in views], [v[1] for v in views])
+    votes = VoxelVotes(VoxelGrid(size))
+    for camera, depth, mask in views:
+        votes.add_view(camera, depth, mask)
+    return votes
+
+
+def _chebyshev_to_cube(points: np.ndarray) -> np.ndarray:
+    return np.max(np.maximum(CUBE_LO - points, 0) + np.maximum(points - CUBE_HI, 0), axis=1)
+
+
+def test_cube_voxels_are_inside_and_floor_voxels_outside(cube_votes):
+    votes = cube_votes
+    size = votes.grid.voxel_size
+    probability, centers = votes.probability(), votes.centers()
+    assert np.all(votes.seen >= 1) and votes.seen.max() <= 4
+    on_cube = (_chebyshev_to_cube(centers) < size) & (centers[:, 2] > 2 * size)
+    far = _chebyshev_to_cube(centers) > 2 * size
+    assert on_cube.sum() > 500 and far.sum() > 5000
+    np.testing.assert_array_equal(probability[on_cube], 1.0)
+    np.testing.assert_array_equal(probability[far], 0.0)
+    # The cube's top is seen by all four views, though an oblique view's pixels skip some of its voxels.
+    top = on_cube & (centers[:, 2] > CUBE_HI[2] - size) & (np.abs(centers[:, :2]).max(axis=1) < 0.3)
+    assert top.sum() > 50 and votes.seen[top].mean() > 3.0
+
+
+def test_footprint_in_a_held_out_view(cube_votes):
+    camera, depth, mask = _view(80, height=2.5)
+    footprint = cube_votes.project_to_view(camera, depth)
+    assert footprint.shape == depth.shape and footprint.dtype == np.float32
+    known = ~np.isnan(footprint)
+    assert np.all(depth[known] > 0)
+    assert known[depth > 0].mean() > 0.85  # the rest was never seen by the four voting views
+    assert np.mean((footprint[known] > 0.5) == mask[known]) > 0.99
+    assert np.mean(footprint[mask & known] > 0.5) > 0.98
+
+
+def test_footprint_without_depth_splats_voxel_centres(cube_votes):
+    camera, depth, mask = _view(170, height=1.5)
+    footprint = cube_votes.project_to_view(camera, None, 160, 120, splat_radius=1)
+    known = ~np.isnan(footprint)
+    assert np.mean(known == (depth > 0)) > 0.95
+    assert np.mean((footprint[known] > 0.5) == mask[known]) > 0.95  # splats fatten the silhouette
+    assert np.mean(footprint[mask & known] > 0.5) > 0.97
+
+
+def test_a_view_without_depth_votes_for_known_voxels_only():
+    views = [_view(angle) for angle in (0, 120, 240)]
+    votes = VoxelVotes(VoxelGrid(0.03))
+    for camera, depth, mask in views:
+        votes.add_view(camera, depth, mask)
+    count, seen = len(votes), votes.seen.copy()
+    camera, _, _ = _view(60)
+    votes.add_view(camera, None, np.zeros((120, 160), dtype=bool))
+    assert len(votes) == count
+    voted = votes.seen > seen
+    assert voted.sum() > 1000
+    np.testing.assert_array_equal(votes.seen[voted], seen[voted] + 1)
+    np.testing.assert_array_equal(votes.seen[~voted], seen[~voted])
+
+
+def test_weights_and_soft_masks_give_exact_shares():
+    camera = look_at_camera([0, 0, 3.0], [0, 0, 0], 64, 48, up=(0, 1, 0))
+    depth, _ = render_depth(camera, [Plane([0, 0, 0], [0, 0, 1])])
+    votes = VoxelVotes(VoxelGrid(0.05))
+    votes.add_view(camera, depth, np.ones((48, 64), dtype=bool), weight=3.0)
+    votes.add_view(camera, depth, np.zeros((48, 64), dtype=bool), weight=1.0)
+    votes.add_view(camera, depth, np.ones((48, 64), dtype=bool), weight=0.0)
+    np.testing.assert_allclose(votes.probability(), 0.75)
+    np.testing.assert_allclose(votes.seen, 4.0)
+    soft = VoxelVotes(VoxelGrid(0.05))
+    soft.add_view(camera, depth, np.full((48, 64), 0.5))
+    np.testing.assert_allclose(soft.probability(), 0.5)
+    np.testing.assert_allclose(soft.project_to_view(camera, depth), 0.5)
+
+
+def test_fractional_vote_of_a_voxel_split_by_the_mask():
+    camera = look_at_camera([0, 0, 3.0], [0, 0, 0], 64, 48, up=(0, 1, 0))
+    depth, _ = render_depth(camera, [Plane([0, 0, 0], [0, 0, 1])])
+    votes = VoxelVotes(VoxelGrid(10.0, origin=np.array([-5.0, -5.0, -5.0])))  # one voxel holds the view
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[:, :16] = True
+    votes.add_view(camera, depth, mask)
+    assert len(votes) == 1
+    assert votes.probability()[0] == pytest.approx(0.25)
+
+
+def test_bad_input_is_refused():
+    camera = look_at_camera([0, 0, 3.0], [0, 0, 0], 64, 48, up=(0, 1, 0))
+    depth, _ = render_depth(camera, [Plane([0, 0, 0], [0, 0, 1])])
+    votes = VoxelVotes(VoxelGrid(0.05))
+    with pytest.raises(ValueError, match="mask shape"):
+        votes.add_view(camera, depth, np.ones((24, 32), dtype=bool))
+    with pytest.raises(ValueError, match="bool or float"):
+        votes.add_view(camera, depth, np.ones((48, 64), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        votes.add_view(camera, depth, np.full((48, 64), 2.0))
+    with pytest.raises(ValueError, match="weight"):
+        votes.add_view(camera, depth, np.ones((48, 64), dtype=bool), weight=-1)
+    with pytest.raises(ValueError, match="float"):
+        votes.add_view(camera, depth.astype(np.int16), np.ones((48, 64), dtype=bool))
+    with pytest.raises(ValueError, match="width and height"):
+        votes.project_to_view(camera, None)
+    with pytest.raises(ValueError, match="differs from the depth map"):
+        votes.project_to_view(camera, depth, 32, 24)
+    assert len(votes) == 0
