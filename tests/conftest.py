@@ -44,4 +44,6 @@ def mobile_sam_predictor(tmp_path_factory):
     from mvsam.sam import load_predictor
 
     checkpoint = require(MOBILE_SAM_CHECKPOINT)
-    return load_predictor("mobile_sam", checkpoint=checkpoint, cache_dir=tmp_path_factory.mktemp("embeddings"))
+    return load_predictor(
+        "mobile_sam", checkpoint=checkpoint, cache_dir=tmp_path_factory.mktemp("embeddings")
+    )

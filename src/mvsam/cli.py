@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "mvsam.commands.demo",
     "mvsam.commands.weights",
     "mvsam.commands.eval",
+    "mvsam.commands.reconstruct",
 ]
 
 

@@ -18,9 +18,7 @@ def test_mobile_sam_checkpoint_loads_strictly(mobile_sam_checkpoint):
     assert encoder == pytest.approx(5.78e6, rel=0.01)  # MobileSAM paper: 5.78M encoder parameters
 
 
-@pytest.mark.parametrize(
-    ("model_type", "millions"), [("vit_b", 93.7), ("vit_l", 312.3), ("vit_h", 641.1)]
-)
+@pytest.mark.parametrize(("model_type", "millions"), [("vit_b", 93.7), ("vit_l", 312.3), ("vit_h", 641.1)])
 def test_vit_models_have_the_published_size(model_type, millions):
     """Parameter counts of SAM ViT-B/L/H as published (checkpoints are not available offline)."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost

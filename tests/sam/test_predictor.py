@@ -80,8 +80,16 @@ def test_batched_decoding_matches_single_calls(mobile_sam_predictor, davis_frame
     # A mask prompt from a previous output refines rather than breaks the mask.
     best = int(np.argmax(batched[0].scores))
     refined = mobile_sam_predictor.predict_batch(
-        [(embeddings[0], Prompt(points=prompts[0].points, labels=prompts[0].labels,
-                                mask_logits=batched[0].low_res_logits[best]))],
+        [
+            (
+                embeddings[0],
+                Prompt(
+                    points=prompts[0].points,
+                    labels=prompts[0].labels,
+                    mask_logits=batched[0].low_res_logits[best],
+                ),
+            )
+        ],
         multimask=False,
     )[0]
     assert _iou(refined.masks[0], batched[0].masks[best]) > 0.8

@@ -16,10 +16,16 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     report = run_demo(args.out, args.model, args.checkpoint, args.points_per_side)
-    print(f"clicked the {report.click_object} at {report.click_xy} in view {report.click_view}: "
-          f"mask IoU with ground truth {report.click_iou:.3f} (SAM score {report.click_score:.3f})")
-    print(f"automatic masks: {report.automatic_masks}, finding {report.automatic_objects_found} of "
-          f"{report.objects} objects at IoU >= 0.8")
-    print(f"seconds: encode {report.encode_s:.2f}, decode {report.decode_s:.3f}, automatic {report.automatic_s:.2f}")
+    print(
+        f"clicked the {report.click_object} at {report.click_xy} in view {report.click_view}: "
+        f"mask IoU with ground truth {report.click_iou:.3f} (SAM score {report.click_score:.3f})"
+    )
+    print(
+        f"automatic masks: {report.automatic_masks}, finding {report.automatic_objects_found} of "
+        f"{report.objects} objects at IoU >= 0.8"
+    )
+    print(
+        f"seconds: encode {report.encode_s:.2f}, decode {report.decode_s:.3f}, automatic {report.automatic_s:.2f}"
+    )
     print(f"wrote {len(report.outputs)} files and report.json under {args.out}/")
     return 0

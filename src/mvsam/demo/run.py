@@ -103,9 +103,7 @@ def run_demo(
     ]  # fmt: skip
     (out_dir / "automatic" / f"{view.stem}_masks.json").write_text(json.dumps(records, indent=1))
     outputs += [str(auto_overlay), str(out_dir / "automatic" / f"{view.stem}_masks.json")]
-    found = sum(
-        any(_iou(m, truth == obj["id"]) >= 0.8 for m in automatic_masks) for obj in info["objects"]
-    )
+    found = sum(any(_iou(m, truth == obj["id"]) >= 0.8 for m in automatic_masks) for obj in info["objects"])
 
     report = DemoReport(
         click_view=view.name,

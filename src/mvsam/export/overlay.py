@@ -14,8 +14,9 @@ def palette(count: int, seed: int = 0) -> np.ndarray:
     return np.array([[round(c * 255) for c in colorsys.hsv_to_rgb(h, 0.85, 0.95)] for h in hues], np.uint8)
 
 
-def overlay_masks(image: np.ndarray, masks: list[np.ndarray], colors: np.ndarray | None = None,
-                  alpha: float = 0.5) -> np.ndarray:
+def overlay_masks(
+    image: np.ndarray, masks: list[np.ndarray], colors: np.ndarray | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """HxWx3 uint8 image with each HxW bool mask tinted and outlined in its colour."""
     colors = palette(len(masks)) if colors is None else np.asarray(colors, np.uint8)
     out = image.astype(np.float32)

@@ -14,7 +14,9 @@ class MaskDecoder(nn.Module):
     def __init__(self, transformer_dim: int = 256, num_multimask_outputs: int = 3) -> None:
         super().__init__()
         self.num_mask_tokens = num_multimask_outputs + 1
-        self.transformer = TwoWayTransformer(depth=2, embedding_dim=transformer_dim, num_heads=8, mlp_dim=2048)
+        self.transformer = TwoWayTransformer(
+            depth=2, embedding_dim=transformer_dim, num_heads=8, mlp_dim=2048
+        )
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
         self.output_upscaling = nn.Sequential(
@@ -25,7 +27,8 @@ class MaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = MLP(transformer_dim, 256, self.num_mask_tokens, 3)
 

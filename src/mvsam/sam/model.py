@@ -79,6 +79,7 @@ def load_sam(model_type: str, state_dict: dict[str, torch.Tensor]) -> Sam:
         if tuple(expected[key].shape) != tuple(state_dict[key].shape)
     ]
     if missing or unexpected or mismatched:
+
         def preview(keys: list[str]) -> str:
             return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 

@@ -57,13 +57,17 @@ def validate_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        raise ValueError("image is grayscale; SAM needs HxWx3 RGB (use np.repeat(gray[..., None], 3, axis=2))")
+        raise ValueError(
+            "image is grayscale; SAM needs HxWx3 RGB (use np.repeat(gray[..., None], 3, axis=2))"
+        )
     if image.ndim == 3 and image.shape[2] == 4:
         raise ValueError("image is RGBA; SAM needs HxWx3 RGB (drop alpha with image[..., :3])")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3 RGB, got shape {image.shape}")
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (0-255), got {image.dtype}; convert with (x * 255).astype(np.uint8)")
+        raise ValueError(
+            f"image must be uint8 (0-255), got {image.dtype}; convert with (x * 255).astype(np.uint8)"
+        )
     if min(image.shape[:2]) < 1:
         raise ValueError(f"image is empty: shape {image.shape}")
     return image
@@ -142,7 +146,9 @@ class SamPredictor:
     # --- encoding -------------------------------------------------------------------------------
 
     def _cache_key(self, image: np.ndarray) -> str:
-        return hash_bytes(self.model_type, self.weights_id, self.encoder_name, str(IMAGE_SIZE), hash_array(image))
+        return hash_bytes(
+            self.model_type, self.weights_id, self.encoder_name, str(IMAGE_SIZE), hash_array(image)
+        )
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> ImageEmbedding:
@@ -214,7 +220,9 @@ class SamPredictor:
         for members in groups.values():
             for start in range(0, len(members), chunk_size):
                 chunk = members[start : start + chunk_size]
-                logits, scores = self._decode([requests[i][0] for i in chunk], [checked[i] for i in chunk], multimask)
+                logits, scores = self._decode(
+                    [requests[i][0] for i in chunk], [checked[i] for i in chunk], multimask
+                )
                 for row, index in enumerate(chunk):
                     embedding = requests[index][0]
                     masks = None
@@ -231,7 +239,10 @@ class SamPredictor:
         points = None
         if first.points is not None:
             coords = torch.stack(
-                [torch.from_numpy(_to_input_coords(p.points, e)) for p, e in zip(prompts, embeddings, strict=True)]
+                [
+                    torch.from_numpy(_to_input_coords(p.points, e))
+                    for p, e in zip(prompts, embeddings, strict=True)
+                ]
             ).float()
             labels = torch.stack([torch.from_numpy(p.labels) for p in prompts]).long()
             points = (coords, labels)
@@ -270,7 +281,9 @@ def _checked_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"points must be Nx2 (x, y), got shape {points.shape}")
         if labels.shape != (len(points),):
-            raise ValueError(f"labels must have one entry per point ({len(points)}), got shape {labels.shape}")
+            raise ValueError(
+                f"labels must have one entry per point ({len(points)}), got shape {labels.shape}"
+            )
         if len(points) == 0:
             points = labels = None
         else:

@@ -20,7 +20,9 @@ from mvsam.sam.common import make_neck
 class ConvBN(nn.Sequential):
     """Conv2d without bias followed by BatchNorm (keys ``c`` and ``bn``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, pad: int = 0, groups: int = 1):
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, pad: int = 0, groups: int = 1
+    ):
         super().__init__()
         self.add_module("c", nn.Conv2d(in_ch, out_ch, kernel, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(out_ch))
@@ -209,7 +211,13 @@ class TinyViT(nn.Module):
             else:
                 layers.append(
                     AttentionStage(
-                        dim, resolution, depths[index], num_heads[index], window_sizes[index], mlp_ratio, out_dim
+                        dim,
+                        resolution,
+                        depths[index],
+                        num_heads[index],
+                        window_sizes[index],
+                        mlp_ratio,
+                        out_dim,
                     )
                 )
             if out_dim is not None and out_dim not in (320, 448, 576):

