@@ -25,7 +25,8 @@ def run(args) -> int:
         f"{report.objects} objects at IoU >= 0.8"
     )
     print(
-        f"seconds: encode {report.encode_s:.2f}, decode {report.decode_s:.3f}, automatic {report.automatic_s:.2f}"
+        f"seconds: encode {report.encode_s:.2f}, decode {report.decode_s:.3f}, "
+        f"automatic {report.automatic_s:.2f}"
     )
     print(f"wrote {len(report.outputs)} files and report.json under {args.out}/")
     return 0
