@@ -93,10 +93,36 @@ def test_weights_and_soft_masks_give_exact_shares():
     votes.add_view(camera, depth, np.ones((48, 64), dtype=bool), weight=0.0)
     np.testing.assert_allclose(votes.probability(), 0.75)
     np.testing.assert_allclose(votes.seen, 4.0)
+    count = len(votes)
+    votes.clear()
+    assert len(votes) == count and not votes.seen.any() and not votes.inside.any()
+    assert np.isnan(votes.project_to_view(camera, depth)).all()  # known voxels, but none seen
     soft = VoxelVotes(VoxelGrid(0.05))
     soft.add_view(camera, depth, np.full((48, 64), 0.5))
     np.testing.assert_allclose(soft.probability(), 0.5)
     np.testing.assert_allclose(soft.project_to_view(camera, depth), 0.5)
+
+
+def test_a_located_view_is_reused_across_rounds(cube_votes):
+    camera, depth, mask = _view(100, height=1.8)
+    reference = VoxelVotes(cube_votes.grid)
+    reference.add_view(camera, depth, mask)
+    reference.add_view(camera, depth, ~mask, weight=0.5)
+    votes = VoxelVotes(cube_votes.grid)
+    view = votes.locate(camera, depth)
+    assert view.hit.sum() == len(view.inverse) and len(view.keys) < len(view.inverse)
+    votes.vote(view, mask)
+    votes.vote(view, ~mask, weight=0.5)
+    np.testing.assert_array_equal(votes.keys, reference.keys)
+    np.testing.assert_allclose(votes.inside, reference.inside)
+    np.testing.assert_allclose(votes.seen, 1.5)
+    footprint = votes.footprint(view)
+    # A voxel all inside the mask has (1 + 0.5 * 0) / 1.5 = 2/3, all outside 1/3, mixed ones in between.
+    known = depth > 0
+    assert np.all((footprint[known] > 1 / 3 - 1e-6) & (footprint[known] < 2 / 3 + 1e-6))
+    assert np.mean(np.isclose(footprint[mask], 2 / 3)) > 0.85
+    assert np.mean(np.isclose(footprint[known & ~mask], 1 / 3)) > 0.95
+    assert np.isnan(footprint[depth == 0]).all()
 
 
 def test_fractional_vote_of_a_voxel_split_by_the_mask():

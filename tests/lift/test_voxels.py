@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from mvsam.lift.synthetic import Plane, look_at_camera, render_depth
-from mvsam.lift.voxels import VoxelGrid, default_voxel_size, lookup, pack_coords, unpack_keys
+from mvsam.lift.voxels import (
+    VoxelGrid,
+    default_voxel_size,
+    lookup,
+    lookup_sorted,
+    pack_coords,
+    unique_keys,
+    unpack_keys,
+)
 
 
 def test_keys_round_trip_and_match_integer_coordinates():
@@ -38,6 +46,10 @@ def test_lookup_finds_rows_and_flags_absent_keys():
     rows = lookup(table, np.array([42, 3, 5, 100, 99, 0]))
     np.testing.assert_array_equal(rows, [2, 0, -1, -1, 3, -1])
     np.testing.assert_array_equal(lookup(np.zeros(0, dtype=np.int64), np.array([1, 2])), [-1, -1])
+    np.testing.assert_array_equal(lookup_sorted(table, np.array([0, 3, 50, 99, 120])), [-1, 0, -1, 3, -1])
+    distinct, inverse = unique_keys(np.array([7, 3, 7, 7, 1]))
+    np.testing.assert_array_equal(distinct, [1, 3, 7])
+    np.testing.assert_array_equal(inverse, [2, 1, 2, 2, 0])
 
 
 def test_default_voxel_size_is_twice_the_pixel_footprint():
