@@ -8,6 +8,15 @@
     masks, scores, low_res_logits = predictor.predict(points=[[x, y]], labels=[1])
 """
 
+from mvsam.sam.automatic import AutomaticMaskGenerator, AutoMask
 from mvsam.sam.predictor import ImageEmbedding, Prediction, Prompt, SamPredictor, load_predictor
 
-__all__ = ["ImageEmbedding", "Prediction", "Prompt", "SamPredictor", "load_predictor"]
+__all__ = [
+    "AutoMask",
+    "AutomaticMaskGenerator",
+    "ImageEmbedding",
+    "Prediction",
+    "Prompt",
+    "SamPredictor",
+    "load_predictor",
+]
