@@ -93,6 +93,7 @@ class View:
     camera: Camera | None = None
     depth: np.ndarray | None = None  # HxW float32, camera z, 0 = unknown
     depth_confidence: np.ndarray | None = None  # HxW float32 in [0, 1]
+    depth_range: tuple[float, float] | None = None  # (near, far) camera z of the scene, when the format says
 
     @property
     def stem(self) -> str:
@@ -174,7 +175,9 @@ class Scene:
                     return index
             if not key.isdigit():
                 examples = ", ".join(v.name for v in self.views[:3])
-                raise ValueError(f"unknown view {key!r}; use a file name (e.g. {examples}) or a 0-based index")
+                raise ValueError(
+                    f"unknown view {key!r}; use a file name (e.g. {examples}) or a 0-based index"
+                )
         index = int(key)
         if not 0 <= index < len(self.views):
             raise ValueError(f"view index {index} is out of range 0..{len(self.views) - 1}")
@@ -186,3 +189,9 @@ class Scene:
         from mvsam.io.loaders import load_scene
 
         return load_scene(path, **options)
+
+    def geometry(self, settings=None, progress: bool = True) -> Scene:
+        """Cameras, sparse points and depth for every view, cached (``mvsam.geometry.compute_geometry``)."""
+        from mvsam.geometry.pipeline import compute_geometry
+
+        return compute_geometry(self, settings, progress=progress)

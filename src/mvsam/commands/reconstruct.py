@@ -1,0 +1,108 @@
+"""``mvsam reconstruct``: cameras, depth and a fused point cloud for a scene (geometry only, cached)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mvsam.cache import atomic_write_bytes
+from mvsam.export.ply import write_ply
+from mvsam.geometry import (
+    GeometrySettings,
+    GeometryTimings,
+    MvsSettings,
+    SfmSettings,
+    compute_geometry,
+    fuse_depth,
+)
+from mvsam.scene import Scene
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reconstruct", help="estimate cameras and depth for every view and write them with a point cloud"
+    )
+    parser.add_argument("scene", help="scene folder or video (any supported layout)")
+    parser.add_argument("--out", required=True, help="output folder for views.json, depth/, points.ply")
+    parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
+    parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
+    parser.add_argument("--no-sfm", action="store_true", help="never run SfM (needs cameras)")
+    parser.add_argument("--no-depth", action="store_true", help="cameras and sparse points only")
+    parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
+    parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
+    parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
+    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM feature image long side (px)")
+    parser.add_argument("--min-confidence", type=float, default=0.3, help="points.ply confidence cut")
+    parser.add_argument("--voxel-size", type=float, default=None, help="point cloud voxel (scene units)")
+    parser.set_defaults(run=run)
+
+
+def _settings(args) -> GeometrySettings:
+    neighbors = args.neighbors
+    if neighbors < 1:
+        raise ValueError(f"--neighbors must be >= 1, got {neighbors}")
+    return GeometrySettings(
+        sfm=SfmSettings(max_image_size=args.max_image_size),
+        mvs=MvsSettings(
+            resolution=args.depth_resolution,
+            num_planes=args.planes,
+            num_neighbors=neighbors,
+            best_k=min(2, neighbors),
+            min_consistent=min(2, neighbors),
+        ),
+        allow_sfm=not args.no_sfm,
+        compute_depth=not args.no_depth,
+    )
+
+
+def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: float | None) -> list[Path]:
+    """views.json, depth/<stem>.npy per view with depth, points.ply (when any depth); returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    written = []
+    for view in tqdm(scene.views, desc="writing depth", unit="view"):
+        camera = view.camera
+        record = {
+            "image": view.name,
+            "width": view.width,
+            "height": view.height,
+            "K": None if camera is None else camera.K.tolist(),
+            "world_from_cam": None if camera is None else camera.world_from_cam.tolist(),
+        }
+        records.append(record)
+        if view.depth is not None:
+            path = out / "depth" / f"{view.stem}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, view.depth.astype(np.float32))
+            written.append(path)
+    atomic_write_bytes(out / "views.json", json.dumps(records, indent=1).encode())
+    written.append(out / "views.json")
+    if any(view.depth is not None for view in scene.views):
+        cloud = fuse_depth(scene, min_confidence=min_confidence, voxel_size=voxel_size)
+        write_ply(out / "points.ply", cloud.xyz, cloud.rgb)
+        written.append(out / "points.ply")
+    return written
+
+
+def run(args) -> int:
+    settings = _settings(args)
+    scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
+    timings = GeometryTimings()
+    compute_geometry(scene, settings, progress=True, timings=timings)
+    written = write_outputs(scene, Path(args.out), args.min_confidence, args.voxel_size)
+    for note in scene.notes:
+        print(f"note: {note}")
+    registered = sum(view.camera is not None for view in scene.views)
+    with_depth = [v for v in scene.views if v.depth is not None]
+    valid = np.mean([float(np.mean(v.depth > 0)) for v in with_depth]) if with_depth else 0.0
+    cached = f" (from cache: {', '.join(timings.cached)})" if timings.cached else ""
+    print(
+        f"{registered}/{len(scene.views)} views with cameras, {len(with_depth)} with depth "
+        f"({100 * valid:.0f}% of pixels valid); cameras {timings.cameras:.1f}s, "
+        f"depth {timings.depth:.1f}s{cached}"
+    )
+    print(f"wrote {len(written)} files under {args.out}/")
+    return 0
