@@ -26,6 +26,11 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return require(SHARED)
+
+
+@pytest.fixture(scope="session")
 def mobile_sam_checkpoint() -> Path:
     return require(MOBILE_SAM_CHECKPOINT)
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mvsam.cache import atomic_write_bytes, hash_array, hash_bytes, mvsam_home
+from mvsam.sam.accelerate import build_encoder
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE, Sam, load_sam
 from mvsam.sam.weights import read_state_dict, resolve_checkpoint, weights_fingerprint
 
@@ -326,11 +327,13 @@ def load_predictor(
     model_type: str = "mobile_sam",
     checkpoint: str | Path | None = None,
     cache_dir: str | Path | None | bool = True,
+    encoder: str = "auto",
 ) -> SamPredictor:
     """Load weights (see :mod:`mvsam.sam.weights` for the resolution order) and build a predictor.
 
     ``cache_dir``: True for the user cache (``$MVSAM_HOME/embeddings``), a folder, or None/False to
-    keep embeddings in memory only.
+    keep embeddings in memory only. ``encoder``: the image encoder backend, "auto", "torch",
+    "torch-fused" or "onnx" (see :mod:`mvsam.sam.accelerate`; all match the official model).
     """
     path = resolve_checkpoint(model_type, checkpoint)
     model = load_sam(model_type, read_state_dict(path))
@@ -340,4 +343,8 @@ def load_predictor(
         cache = EmbeddingCache(Path(cache_dir))
     else:
         cache = None
-    return SamPredictor(model, model_type, weights_fingerprint(path), cache)
+    weights_id = weights_fingerprint(path)
+    backend = build_encoder(model, model_type, weights_id, encoder)
+    return SamPredictor(
+        model, model_type, weights_id, cache, encoder=backend.encode, encoder_name=backend.name
+    )

@@ -1,0 +1,119 @@
+"""Fast encoder backends: parity with the official MobileSAM, BN folding, caching and fallbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mvsam.io.images import read_rgb
+from mvsam.sam import accelerate, load_predictor
+from mvsam.sam.accelerate import build_encoder, fold_batchnorm, onnx_path
+from mvsam.sam.model import build_sam, load_sam
+from mvsam.sam.tiny_vit import ConvBN
+from mvsam.sam.weights import read_state_dict, weights_fingerprint
+
+
+@pytest.fixture
+def shared_dir(data_dir):
+    """``shared/``: the reference outputs of the official MobileSAM sit next to ``data/``."""
+    if not (data_dir.parent / "reference" / "mobile_sam_parity.npz").is_file():
+        pytest.skip("shared/reference not present")
+    return data_dir.parent
+
+
+def _case0_parity(predictor, shared) -> tuple[float, list[float], np.ndarray]:
+    """Embedding max abs error, mask IoUs and score errors of case 0 prompt 0 against the reference."""
+    case = json.loads((shared / "reference" / "mobile_sam_parity.json").read_text())[0]
+    arrays = np.load(shared / "reference" / "mobile_sam_parity.npz")
+    predictor.set_image(read_rgb(shared / case["image"]))
+    error = np.abs(predictor.embedding.features.numpy() - arrays["case0_embedding"].astype(np.float32)).max()
+    prompt = case["prompts"][0]
+    masks, scores, _ = predictor.predict(
+        np.array(prompt["points"]), np.array(prompt["labels"]), multimask=True
+    )
+    shape = arrays["case0_prompt0_masks_shape"]
+    expected = np.unpackbits(arrays["case0_prompt0_masks_packed"], axis=-1)[..., : shape[-1]]
+    expected = expected.astype(bool).reshape(shape)
+    ious = [float((m & e).sum() / max((m | e).sum(), 1)) for m, e in zip(masks, expected, strict=True)]
+    return float(error), ious, np.abs(scores - arrays["case0_prompt0_iou"])
+
+
+@pytest.mark.slow
+def test_onnx_backend_matches_reference_and_replaces_a_damaged_export(
+    mobile_sam_checkpoint, shared_dir, monkeypatch
+):
+    monkeypatch.setattr(accelerate, "_SESSIONS", {})  # no session shared from other tests
+    encoder = build_sam("mobile_sam").image_encoder
+    damaged = onnx_path(weights_fingerprint(mobile_sam_checkpoint), "mobile_sam", encoder)
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_bytes(b"not an onnx file")
+
+    predictor = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None, encoder="onnx")
+
+    assert predictor.encoder_name == f"onnx-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
+    assert damaged.stat().st_size > 10_000_000  # re-exported: ~40 MB of float32 weights
+    error, ious, score_errors = _case0_parity(predictor, shared_dir)
+    assert error < 2e-2  # measured 2.4e-4, like eager float32
+    assert min(ious) >= 0.99
+    assert score_errors.max() < 1e-2
+    with pytest.raises(ValueError, match="1x3x1024x1024"):
+        predictor.encoder(torch.zeros(1, 3, 512, 512))
+
+
+@pytest.mark.slow
+def test_fused_torch_backend_matches_reference(mobile_sam_checkpoint, shared_dir):
+    predictor = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None, encoder="torch-fused")
+
+    assert predictor.encoder_name == "torch-fused-fp32"
+    error, ious, score_errors = _case0_parity(predictor, shared_dir)
+    assert error < 2e-2  # measured 2.4e-4
+    assert min(ious) >= 0.99
+    assert score_errors.max() < 1e-2
+
+
+def test_folding_batchnorm_keeps_outputs_and_the_original(mobile_sam_checkpoint):
+    encoder = load_sam("mobile_sam", read_state_dict(mobile_sam_checkpoint)).image_encoder
+    stage = encoder.layers[0]  # two MBConv blocks and a patch merging: 9 ConvBN
+    folded = fold_batchnorm(stage)
+    pixels = torch.randn(1, 64, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected, actual = stage(pixels), folded(pixels)
+
+    assert not any(isinstance(m, (ConvBN, torch.nn.BatchNorm2d)) for m in folded.modules())
+    assert sum(isinstance(m, ConvBN) for m in stage.modules()) == 9  # the original is untouched
+    assert actual.shape == expected.shape == (1, 16 * 16, 128)
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_falls_back_to_torch_without_onnxruntime(monkeypatch, caplog):
+    monkeypatch.setattr(accelerate, "onnxruntime_available", lambda: False)
+    model = build_sam("mobile_sam")
+    with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
+        backend = build_encoder(model, "mobile_sam", "no-ort", "onnx")
+    assert backend.name == "torch-fused-fp32"
+    assert "onnxruntime is not installed" in caplog.text
+    assert build_encoder(model, "mobile_sam", "no-ort", "auto").name == "torch-fused-fp32"
+
+
+def test_onnx_falls_back_to_torch_when_export_fails(monkeypatch, caplog):
+    def failing_export(encoder, path):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(accelerate, "export_onnx", failing_export)
+    with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
+        backend = build_encoder(build_sam("mobile_sam"), "mobile_sam", "export-fails", "auto")
+    assert backend.name == "torch-fused-fp32"
+    assert "exporter broke" in caplog.text
+    assert not onnx_path("export-fails", "mobile_sam", build_sam("mobile_sam").image_encoder).exists()
+
+
+def test_backend_choice_is_validated_and_vit_defaults_to_torch():
+    model = build_sam("mobile_sam")
+    with pytest.raises(ValueError, match="unknown encoder backend 'tensorrt'"):
+        build_encoder(model, "mobile_sam", "any", "tensorrt")
+    assert build_encoder(model, "mobile_sam", "any", "torch").encode is model.image_encoder
+    assert build_encoder(model, "vit_b", "any", "auto").name == "torch-fp32"
