@@ -57,13 +57,18 @@ class MBConv(nn.Module):
         return F.gelu(self.conv3(y) + x)
 
 
+def merging_stride(out_dim: int) -> int:
+    """MobileSAM keeps the last stage at 64x64: merging into its widths (320, 448, 576) has stride 1."""
+    return 1 if out_dim in (320, 448, 576) else 2
+
+
 class PatchMerging(nn.Module):
     """Downsample between stages; input BxCxHxW or BxLxC, output BxL'xC'."""
 
     def __init__(self, resolution: int, dim: int, out_dim: int) -> None:
         super().__init__()
         self.resolution = resolution
-        stride = 1 if out_dim in (320, 448, 576) else 2  # MobileSAM keeps the last stage at 64x64
+        stride = merging_stride(out_dim)
         self.conv1 = ConvBN(dim, out_dim, 1)
         self.conv2 = ConvBN(out_dim, out_dim, 3, stride, 1, groups=out_dim)
         self.conv3 = ConvBN(out_dim, out_dim, 1)
@@ -78,11 +83,13 @@ class PatchMerging(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-class ConvStage(nn.Module):
-    def __init__(self, dim: int, resolution: int, depth: int, out_dim: int | None, expand_ratio: float):
+class Stage(nn.Module):
+    """A run of blocks at one resolution, then an optional patch merging (keys ``blocks``, ``downsample``)."""
+
+    def __init__(self, blocks: list[nn.Module], downsample: PatchMerging | None) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(MBConv(dim, expand_ratio) for _ in range(depth))
-        self.downsample = PatchMerging(resolution, dim, out_dim) if out_dim is not None else None
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -175,20 +182,6 @@ class _TinyMlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(self.norm(x))))
 
 
-class AttentionStage(nn.Module):
-    def __init__(self, dim, resolution, depth, num_heads, window_size, mlp_ratio, out_dim: int | None):
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            TinyViTBlock(dim, resolution, num_heads, window_size, mlp_ratio) for _ in range(depth)
-        )
-        self.downsample = PatchMerging(resolution, dim, out_dim) if out_dim is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.downsample(x) if self.downsample is not None else x
-
-
 class TinyViT(nn.Module):
     """MobileSAM image encoder: Bx3x1024x1024 normalised image -> Bx256x64x64 embedding."""
 
@@ -210,21 +203,16 @@ class TinyViT(nn.Module):
         for index, dim in enumerate(embed_dims):
             out_dim = embed_dims[index + 1] if index + 1 < len(embed_dims) else None
             if index == 0:
-                layers.append(ConvStage(dim, resolution, depths[0], out_dim, expand_ratio=mlp_ratio))
+                blocks: list[nn.Module] = [MBConv(dim, mlp_ratio) for _ in range(depths[0])]
             else:
-                layers.append(
-                    AttentionStage(
-                        dim,
-                        resolution,
-                        depths[index],
-                        num_heads[index],
-                        window_sizes[index],
-                        mlp_ratio,
-                        out_dim,
-                    )
-                )
-            if out_dim is not None and out_dim not in (320, 448, 576):
-                resolution //= 2
+                blocks = [
+                    TinyViTBlock(dim, resolution, num_heads[index], window_sizes[index], mlp_ratio)
+                    for _ in range(depths[index])
+                ]
+            downsample = PatchMerging(resolution, dim, out_dim) if out_dim is not None else None
+            layers.append(Stage(blocks, downsample))
+            if out_dim is not None:
+                resolution //= merging_stride(out_dim)
         self.layers = nn.ModuleList(layers)
         self.final_resolution = resolution
         # The classification head is unused but part of the checkpoint, so it is kept for strict loading.
