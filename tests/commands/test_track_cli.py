@@ -1,0 +1,118 @@
+"""``mvsam track`` end to end on a short video file, and its prompt parsing."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from mvsam.cli import main
+from mvsam.commands.track import BoxSpec, ClickSpec, build_prompt, parse_mask_prompt, parse_prompt
+from mvsam.evaluate.metrics import iou
+from mvsam.io.images import read_mask_png, write_mask_png
+from mvsam.io.video import open_frames
+
+SIZE = (240, 428)  # (height, width), even sides for H.264
+
+
+@pytest.fixture(scope="module")
+def video(data_dir, tmp_path_factory):
+    """The first 4 frames of DAVIS car-turn as an mp4, the first frame's mask as a PNG, all GT masks."""
+    root = data_dir / "davis2016_train8"
+    folder = tmp_path_factory.mktemp("video")
+    path = folder / "car.mp4"
+    masks = []
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        stream.options = {"crf": "12"}
+        for index in range(4):
+            with Image.open(root / "JPEGImages/480p/car-turn" / f"{index:05d}.jpg") as image:
+                frame = np.asarray(image.convert("RGB").resize(SIZE[::-1], Image.BILINEAR))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            with Image.open(root / "Annotations/480p/car-turn" / f"{index:05d}.png") as mask:
+                masks.append(np.asarray(mask.convert("L").resize(SIZE[::-1], Image.NEAREST)) > 127)
+        container.mux(stream.encode())
+    write_mask_png(folder / "first.png", masks[0])
+    return path, folder / "first.png", masks
+
+
+@pytest.mark.slow
+def test_track_video_writes_masks_and_report(video, mobile_sam_checkpoint, tmp_path):
+    path, first_mask, masks = video
+    out = tmp_path / "out"
+    code = main(
+        ["track", str(path), "--mask-prompt", f"frame=0,path={first_mask}", "--out", str(out)]
+        + ["--checkpoint", str(mobile_sam_checkpoint)]
+    )
+    assert code == 0
+    files = sorted(p.name for p in (out / "masks").iterdir())
+    assert files == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    for index, name in enumerate(files):
+        mask = read_mask_png(out / "masks" / name)
+        assert mask.shape == SIZE
+        assert iou(mask, masks[index]) > 0.85
+    with Image.open(out / "masks" / files[1]) as image:
+        assert image.mode == "L" and set(np.unique(np.asarray(image))) <= {0, 255}
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 4 and report["fps"] > 0
+    assert [r["frame"] for r in report["per_frame"]] == ["00000", "00001", "00002", "00003"]
+    assert all(r["present"] and 0 < r["score"] <= 1 for r in report["per_frame"])
+
+
+def test_prompt_strings_parse_into_typed_specs(tmp_path):
+    assert parse_prompt("frame=2,x=10.5,y=20") == ClickSpec(2, 10.5, 20.0, 1)
+    assert parse_prompt("frame=0, x=1, y=2, label=0") == ClickSpec(0, 1.0, 2.0, 0)
+    assert parse_prompt("frame=1,x0=1,y0=2,x1=30,y1=40") == BoxSpec(1, (1.0, 2.0, 30.0, 40.0))
+    assert parse_mask_prompt("frame=3,path=m.png").frame == 3
+    prompt = build_prompt([ClickSpec(1, 5, 6, 1), ClickSpec(1, 7, 8, 0), BoxSpec(1, (0, 0, 9, 9))], None)
+    assert prompt.frame == 1 and prompt.labels.tolist() == [1, 0] and prompt.box.tolist() == [0, 0, 9, 9]
+    for bad, message in [
+        ("frame=0,x=1", "lacks y"),
+        ("frame=a,x=1,y=2", "not an integer"),
+        ("frame=0,x=1,y=2,label=3", "label must be"),
+        ("frame=0,x=1,y=2,colour=red", "unknown key 'colour'"),
+        ("frame=0,x=1,x=2,y=3", "given twice"),
+        ("frame=0,x0=1,y0=2", "lacks x1, y1"),
+        ("x=1,y=2", "lacks frame"),
+        ("frame=0,x=1,y", "expected key=value"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_prompt(bad)
+    with pytest.raises(ValueError, match="one frame"):
+        build_prompt([ClickSpec(0, 1, 1), ClickSpec(1, 1, 1)], None)
+    with pytest.raises(ValueError, match="no prompt"):
+        build_prompt([], None)
+    with pytest.raises(FileNotFoundError):
+        build_prompt([], parse_mask_prompt(f"frame=0,path={tmp_path / 'missing.png'}"))
+
+
+def test_cli_reports_bad_input(video, tmp_path, capsys):
+    path, first_mask, _ = video
+    wrong = tmp_path / "wrong.png"
+    write_mask_png(wrong, np.ones((10, 10), bool))
+    assert main(["track", str(path), "--mask-prompt", f"frame=0,path={wrong}", "--out", str(tmp_path)]) == 2
+    assert "mask prompt is 10x10" in capsys.readouterr().err
+    assert (
+        main(["track", str(path), "--mask-prompt", f"frame=9,path={first_mask}", "--out", str(tmp_path)]) == 2
+    )
+    assert "out of range" in capsys.readouterr().err
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["track", str(broken), "--prompt", "frame=0,x=1,y=1", "--out", str(tmp_path)]) == 2
+    assert "broken.mp4" in capsys.readouterr().err
+
+
+def test_video_frames_stream_both_ways(video, monkeypatch):
+    path, _, _ = video
+    frames = open_frames(path)
+    assert len(frames) == 4 and frames.size == SIZE and frames.stems[0] == "00000"
+    forward = dict(frames.iterate(range(0, 4)))
+    monkeypatch.setattr("mvsam.io.video.REVERSE_CHUNK", 3)  # force two chunks going backwards
+    backward = list(frames.iterate(range(3, -1, -1)))
+    assert [index for index, _ in backward] == [3, 2, 1, 0]
+    for index, frame in backward:
+        np.testing.assert_array_equal(frame, forward[index])

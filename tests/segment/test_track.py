@@ -1,0 +1,125 @@
+"""Tracker on short real DAVIS clips: propagation, a middle-frame prompt, absent frames, bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mvsam.evaluate.metrics import iou
+from mvsam.io.video import open_frames
+from mvsam.sam import load_predictor
+from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, interior_points, mask_box
+
+SEQUENCE = "car-turn"
+SIZE = (240, 427)  # (height, width): half of DAVIS 480p keeps the clip small
+
+
+def _half(image: Image.Image, resample) -> Image.Image:
+    return image.resize(SIZE[::-1], resample)
+
+
+@pytest.fixture(scope="module")
+def clip(data_dir, tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """The first 6 frames of car-turn at half size, and their ground-truth masks."""
+    root = data_dir / "davis2016_train8"
+    folder = tmp_path_factory.mktemp("clip")
+    masks = []
+    for index in range(6):
+        with Image.open(root / "JPEGImages/480p" / SEQUENCE / f"{index:05d}.jpg") as image:
+            _half(image, Image.BILINEAR).save(folder / f"{index:05d}.png")
+        with Image.open(root / "Annotations/480p" / SEQUENCE / f"{index:05d}.png") as mask:
+            masks.append(np.asarray(_half(mask.convert("L"), Image.NEAREST)) > 127)
+    return folder, masks
+
+
+@pytest.fixture(scope="module")
+def tracker(mobile_sam_checkpoint) -> Tracker:
+    # cache_dir=True: the session's $MVSAM_HOME, so the other tracking tests reuse these embeddings
+    return Tracker(load_predictor("mobile_sam", checkpoint=mobile_sam_checkpoint, cache_dir=True))
+
+
+def _run(tracker: Tracker, folder: Path, prompt: TrackPrompt) -> dict:
+    return {result.index: result for result in tracker.track(open_frames(folder), prompt)}
+
+
+@pytest.mark.slow
+def test_propagates_forward_on_real_clip(tracker, clip):
+    folder, masks = clip
+    results = _run(tracker, folder, TrackPrompt(frame=0, mask=masks[0]))
+    assert sorted(results) == list(range(6))
+    scores = [iou(results[i].mask, masks[i]) for i in range(1, 6)]
+    assert min(scores) > 0.85, scores
+    assert all(results[i].present for i in range(6))
+    assert sum(results[i].source == "sam" for i in range(1, 6)) >= 4
+
+
+@pytest.mark.slow
+def test_click_prompt_on_middle_frame_propagates_both_ways(tracker, clip):
+    folder, masks = clip
+    point = interior_points(masks[3], 1)
+    results = _run(tracker, folder, TrackPrompt(frame=3, points=point, labels=np.ones(1, np.int64)))
+    assert sorted(results) == list(range(6))
+    assert results[3].source == "prompt"
+    scores = [iou(results[i].mask, masks[i]) for i in range(6)]
+    assert np.mean(scores) > 0.85, scores
+    assert min(scores) > 0.75, scores
+
+
+@pytest.mark.slow
+def test_object_absent_frames_are_empty_and_object_is_found_again(tracker, clip, data_dir, tmp_path):
+    """Two frames of another video are spliced in: the car is absent there and comes back after."""
+    folder, masks = clip
+    spliced = tmp_path / "spliced"
+    spliced.mkdir()
+    order = [0, 1, 2, "x", "x", 3]
+    for position, source in enumerate(order):
+        if source == "x":
+            path = data_dir / "davis2016_train8/JPEGImages/480p/surf" / f"{position:05d}.jpg"
+            with Image.open(path) as image:
+                _half(image, Image.BILINEAR).save(spliced / f"{position:05d}.png")
+        else:
+            shutil.copy(folder / f"{source:05d}.png", spliced / f"{position:05d}.png")
+    results = _run(tracker, spliced, TrackPrompt(frame=0, mask=masks[0]))
+    assert [results[i].present for i in range(6)] == [True, True, True, False, False, True]
+    assert not results[3].mask.any() and not results[4].mask.any()
+    assert results[3].score == 0.0
+    assert iou(results[5].mask, masks[3]) > 0.8
+    assert results[5].source == "redetect"
+
+
+def test_bad_inputs_fail_clearly(tracker, clip, tmp_path):
+    folder, masks = clip
+    frames = open_frames(folder)
+    with pytest.raises(ValueError, match="out of range"):
+        next(tracker.track(frames, TrackPrompt(frame=6, mask=masks[0])))
+    with pytest.raises(ValueError, match="mask prompt is 10x10 but the frames are 427x240"):
+        next(tracker.track(frames, TrackPrompt(frame=0, mask=np.ones((10, 10), bool))))
+    with pytest.raises(ValueError, match="empty"):
+        next(tracker.track(frames, TrackPrompt(frame=0, mask=np.zeros(SIZE, bool))))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"this is not a video")
+    with pytest.raises(ValueError, match="broken.mp4"):
+        open_frames(broken)
+    with pytest.raises(FileNotFoundError):
+        open_frames(tmp_path / "missing.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        open_frames(tmp_path / "empty")
+    with pytest.raises(ValueError, match="tiles"):
+        Tracker(tracker.predictor, TrackerConfig(tiles=3))
+
+
+def test_prompt_geometry_helpers():
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:26] = True
+    np.testing.assert_array_equal(mask_box(mask), [10, 5, 25, 14])
+    assert mask_box(np.zeros((4, 4), bool)) is None
+    points = interior_points(mask, 3)
+    assert 1 <= len(points) <= 3
+    assert all(mask[int(y), int(x)] for x, y in points)
+    x, y = points[0]
+    assert 14 <= x <= 21 and 8 <= y <= 11  # the deepest point is near the middle
