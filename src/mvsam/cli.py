@@ -16,7 +16,9 @@ COMMAND_MODULES = [
     "mvsam.commands.demo",
     "mvsam.commands.weights",
     "mvsam.commands.eval",
+    "mvsam.commands.track",
     "mvsam.commands.reconstruct",
+    "mvsam.commands.segment",
 ]
 
 

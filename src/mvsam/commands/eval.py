@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARK_MODULES: list[str] = []
+BENCHMARK_MODULES: list[str] = [
+    "mvsam.evaluate.davis",
+    "mvsam.evaluate.dtu",
+    "mvsam.evaluate.nvos",
+    "mvsam.evaluate.spinnerf",
+]
 
 
 def add_parser(subparsers) -> None:

@@ -1,0 +1,855 @@
+"""Interactive multi-view segmentation: prompts on a few views, one consistent mask in every view.
+
+The loop (NTO3D's lift-and-reprompt, training-free, with MV-SAM's one shared 3D state):
+
+1. SAM segments the prompted views from the user's clicks, boxes or masks.
+2. Every view's mask votes in a voxel grid (:class:`~mvsam.lift.votes.VoxelVotes`): each pixel with depth
+   votes for the voxel it sees, inside or outside the mask, so views also vote *against* what they see as
+   background. Prompted views vote with ``prompt_weight``.
+3. The votes are projected into every view (a view sees exactly the voxels its depth hits): the pixels
+   whose voxel is mostly inside form the footprint. A view whose footprint is (nearly) empty does not see
+   the object and gets an empty mask.
+4. Prompts are derived from each footprint (its box, positive points far from its edge, negative points
+   on nearby background) and all views are decoded in one batched SAM pass; of SAM's three candidates the
+   one agreeing best with the footprint is kept.
+5. Repeat from 2 until the masks stop changing.
+
+Everything runs on SAM's low-res grid (the 256x256 logits cropped to the image: e.g. 256x192 for a 4:3
+image), which is also the voting raster; only final masks are upscaled to full size, on demand.
+A correction (:meth:`Segmenter.add_prompts`) continues from the same votes and embeddings, re-decoding
+only the views whose footprint changed or whose mask puts the new click on the wrong side.
+
+Geometry: dense depth (provided or MVS) when the views have it; otherwise the SfM points each view
+observes are splatted into a sparse depth map (prompt propagation through tracks).
+Documented behaviours: a prompt set must say where the object is somewhere (a positive click, box or
+mask); negative clicks alone are accepted only as corrections after :meth:`Segmenter.segment`. A user
+mask is kept as given in its view; user clicks are lifted to 3D and given, as clicks, to every view that
+sees their point, and SAM candidates that contradict a click lose. Prompts on different views that
+contradict each other in 3D are settled by the weighted vote of all views (prompted views weigh
+``prompt_weight``); the result's ``notes`` name each click whose 3D point ended on the losing side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mvsam.lift.project import resize_camera, splat_points
+from mvsam.lift.votes import ViewVoxels, VoxelVotes
+from mvsam.lift.voxels import VoxelGrid, default_voxel_size
+from mvsam.sam.model import LOW_RES_MASK_SIZE
+from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, resized_size, upscale_logits
+from mvsam.scene import Camera, Scene
+from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
+
+log = logging.getLogger(__name__)
+
+MASK_PROMPT_LOGIT = 8.0  # magnitude of the low-res logits made from a user's binary mask
+
+
+@dataclass
+class SegmenterConfig:
+    """Knobs of :class:`Segmenter`; defaults chosen on DTU scan 24 (benchmarks/bench_interactive.py)."""
+
+    max_iterations: int = 4  # propagation rounds after the prompted views are segmented
+    tolerance: float = 0.01  # stop when the mean per-view mask change (1 - IoU) falls below this
+    positive_points: int = 3  # derived positive points per view
+    negative_points: int = 2  # derived negative points per view
+    box_margin: float = 0.03  # the derived box grows by this share of its size on each side
+    mask_prompt: bool = True  # from the second round on, feed each view its own previous logits
+    min_visible: int = 12  # footprint pixels (working raster) below which a view does not see the object
+    prompt_weight: float = 4.0  # vote weight of prompted views (others vote 1)
+    voxel_factor: float = 1.5  # voxel side = this x the median footprint of one working pixel
+    depth_source: str = "auto"  # "auto" (dense when every posed view has depth), "dense" or "sparse"
+    min_confidence: float = 0.0  # depth pixels with lower confidence are treated as unknown
+    sparse_radius: int = 2  # splat radius (working pixels) of SfM points in sparse mode
+    unseen_reach: float = 0.5  # the box takes in not-yet-voted pixels up to this x the object's size away
+    redecode_change: float = 0.02  # a view is decoded again only if its footprint changed more than this
+
+    def validate(self) -> None:
+        if self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if self.positive_points < 1 or self.negative_points < 0:
+            raise ValueError("need positive_points >= 1 and negative_points >= 0")
+        if self.depth_source not in ("auto", "dense", "sparse"):
+            raise ValueError(f"depth_source must be auto, dense or sparse, got {self.depth_source!r}")
+        if self.prompt_weight <= 0 or self.voxel_factor <= 0 or self.sparse_radius < 0:
+            raise ValueError("prompt_weight and voxel_factor must be positive, sparse_radius >= 0")
+
+
+@dataclass
+class StageSeconds:
+    """Where the time of one call went (seconds)."""
+
+    encode: float = 0.0  # SAM image embeddings (from the cache when warm)
+    locate: float = 0.0  # working depth maps and their voxels
+    decode: float = 0.0  # SAM decoder passes
+    vote: float = 0.0  # 3D votes and footprints
+    prompts: float = 0.0  # deriving prompts and choosing candidates
+    total: float = 0.0
+
+
+@dataclass
+class ViewResult:
+    """The outcome in one view."""
+
+    name: str
+    visible: bool  # the object is seen (a non-empty mask)
+    score: float  # SAM's predicted IoU of the kept mask; 0 when not visible
+    agreement: float  # IoU of the kept mask with the 3D footprint (known pixels); NaN when not compared
+    prompted: bool  # the user prompted this view
+
+
+@dataclass
+class SegmentationResult:
+    views: list[ViewResult]
+    iterations: int  # propagation rounds run
+    converged: bool  # the masks stopped changing before max_iterations
+    changes: list[float]  # mean per-view mask change (1 - IoU) after each round
+    seconds: StageSeconds
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _ViewState:
+    """Working state of one view; rasters are SAM's low-res grid cropped to the image (h x w)."""
+
+    index: int
+    size: tuple[int, int]  # (w, h) of the working raster
+    camera: Camera | None  # at the working raster
+    depth: np.ndarray | None = None  # h x w float32 working depth (0 = unknown)
+    located: ViewVoxels | None = None
+    sparse: bool = False
+    logits: np.ndarray | None = None  # 256x256 float32 kept low-res logits (None: no SAM mask)
+    mask: np.ndarray | None = None  # h x w bool working mask (None: no opinion yet)
+    soft: np.ndarray | None = None  # h x w float in [0, 1] that votes (a user mask keeps its soft edge)
+    score: float = 0.0
+    agreement: float = float("nan")
+    footprint_fg: np.ndarray | None = None  # footprint at the last decode, to skip unchanged views
+    clicks_seen: tuple[int, ...] = ()  # user clicks in the prompt at the last decode
+    full_mask: np.ndarray | None = None  # cached full-resolution mask
+
+
+@dataclass
+class _Click3D:
+    """A user click and the world point it hit (None where its view has no depth there)."""
+
+    view: int
+    xy: np.ndarray  # (x, y) full-resolution pixels of its view
+    label: int  # 1 object, 0 background
+    xyz: np.ndarray | None
+
+
+def _centers_to_raster(count_full: int, count_work: int) -> np.ndarray:
+    """Index of the full-resolution pixel nearest each working pixel centre (pixel centres at +0.5)."""
+    centers = (np.arange(count_work) + 0.5) * count_full / count_work - 0.5
+    return np.clip(np.rint(centers), 0, count_full - 1).astype(np.int64)
+
+
+def _work_to_full(xy: np.ndarray, work_size: tuple[int, int], full_size: tuple[int, int]) -> np.ndarray:
+    """Nx2 (x, y) working pixels -> full-resolution pixels (same field of view)."""
+    scale = np.array([full_size[0] / work_size[0], full_size[1] / work_size[1]])
+    return (np.asarray(xy, dtype=np.float64) + 0.5) * scale - 0.5
+
+
+def _full_to_work(xy: np.ndarray, work_size: tuple[int, int], full_size: tuple[int, int]) -> np.ndarray:
+    scale = np.array([work_size[0] / full_size[0], work_size[1] / full_size[1]])
+    return (np.asarray(xy, dtype=np.float64) + 0.5) * scale - 0.5
+
+
+def _spread_points(candidates: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Farthest-point sampling of ``count`` rows of Nx2 ``candidates`` starting at row ``first``."""
+    chosen = [first]
+    distance = np.linalg.norm(candidates - candidates[first], axis=1)
+    while len(chosen) < min(count, len(candidates)):
+        nxt = int(np.argmax(distance))
+        if distance[nxt] <= 0:
+            break
+        chosen.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(candidates - candidates[nxt], axis=1))
+    return candidates[chosen]
+
+
+def _keep_large_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Drop connected components smaller than max(min_pixels, 10% of the largest) (depth speckle)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(count, dtype=bool)
+    keep[1:] = areas >= max(min_pixels, 0.1 * areas.max())
+    return keep[labels]
+
+
+def interior_points(mask: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` (x, y) points of an HxW bool mask, far from its edge and spread apart (Kx2 float).
+
+    The first is the point farthest from the boundary; the rest are spread by farthest-point sampling over
+    the pixels at least half as deep.
+    """
+    padded = np.pad(mask.astype(np.uint8), 1)
+    depth = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    if depth.max() <= 0:
+        return np.zeros((0, 2))
+    rows, cols = np.nonzero(depth >= 0.5 * depth.max())
+    candidates = np.stack([cols, rows], axis=1).astype(np.float64)
+    first = int(np.argmax(depth[rows, cols]))
+    return _spread_points(candidates, first, count)
+
+
+class Segmenter:
+    """Consistent masks of one object in every view of a scene with geometry (``scene.geometry()``).
+
+    ``segment(prompts)`` starts from scratch; ``add_prompts(prompts)`` corrects the current state.
+    ``mask(view)`` gives a view's full-resolution HxW bool mask.
+    """
+
+    def __init__(
+        self,
+        scene: Scene,
+        predictor: SamPredictor | None = None,
+        config: SegmenterConfig | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.scene = scene
+        self.config = config or SegmenterConfig()
+        self.config.validate()
+        self.progress = progress
+        if predictor is None:
+            from mvsam.sam import load_predictor
+
+            predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
+        self.predictor = predictor
+        if not any(view.camera is not None for view in scene.views):
+            raise ValueError("the scene has no cameras; run scene.geometry() (SfM) before segmenting")
+        self._embeddings: list[ImageEmbedding | None] = [None] * len(scene.views)
+        self._states: list[_ViewState] | None = None
+        self.votes: VoxelVotes | None = None
+        self.user: dict[int, ViewPrompts] = {}
+        self.sparse_mode = False
+        self._clicks: list[_Click3D] = []
+
+    # --- preparation ----------------------------------------------------------------------------
+
+    def _choose_mode(self) -> bool:
+        """True for sparse mode (SfM tracks), False for dense depth."""
+        posed = [v for v in self.scene.views if v.camera is not None]
+        dense = all(v.depth is not None and np.any(v.depth > 0) for v in posed)
+        source = self.config.depth_source
+        if source == "dense" and not dense:
+            raise ValueError("depth_source='dense' but some posed views have no depth; run scene.geometry()")
+        if source == "sparse" or (source == "auto" and not dense):
+            if self.scene.sparse is None or len(self.scene.sparse.xyz) == 0:
+                raise ValueError(
+                    "the views have no depth and the scene has no SfM points: run scene.geometry() first"
+                )
+            return True
+        return False
+
+    def _working_depth(self, index: int, size: tuple[int, int], camera: Camera) -> np.ndarray:
+        """h x w float32 depth at the working raster: dense depth sampled at pixel centres, or splatted
+        SfM observations of this view."""
+        view = self.scene.views[index]
+        width, height = size
+        if not self.sparse_mode:
+            depth = view.depth
+            rows = _centers_to_raster(depth.shape[0], height)
+            cols = _centers_to_raster(depth.shape[1], width)
+            work = depth[np.ix_(rows, cols)].astype(np.float32)
+            if view.depth_confidence is not None and self.config.min_confidence > 0:
+                confidence = view.depth_confidence[np.ix_(rows, cols)]
+                work = np.where(confidence >= self.config.min_confidence, work, 0).astype(np.float32)
+            return np.where(np.isfinite(work), work, 0).astype(np.float32)
+        points, _ = self.scene.sparse.observations_in(index)
+        xyz = self.scene.sparse.xyz[np.unique(points)]
+        return splat_points(camera, xyz, width, height, self.config.sparse_radius).depth
+
+    def prepare(self) -> StageSeconds:
+        """Embed every view (cached on disk) and find the voxels each view sees; runs once."""
+        seconds = StageSeconds()
+        if self._states is not None:
+            return seconds
+        start = time.perf_counter()
+        views = self.scene.views
+        for index, view in enumerate(
+            tqdm(views, desc="SAM embeddings", unit="view", disable=not self.progress)
+        ):
+            self._embeddings[index] = self.predictor.encode(view.load_image())
+        seconds.encode = time.perf_counter() - start
+        start = time.perf_counter()
+        self.sparse_mode = self._choose_mode()
+        states, depths = [], {}
+        for index, view in enumerate(views):
+            height, width = (math.ceil(s / 4) for s in resized_size((view.height, view.width)))
+            camera = None if view.camera is None else resize_camera(view.camera, width, height)
+            states.append(
+                _ViewState(index=index, size=(width, height), camera=camera, sparse=self.sparse_mode)
+            )
+            if camera is not None:
+                depths[index] = self._working_depth(index, (width, height), camera)
+        with_depth = [i for i in depths if np.any(depths[i] > 0)]
+        if not with_depth:
+            raise ValueError("no view has usable depth or SfM observations; cannot relate the views")
+        factor = self.config.voxel_factor * (2.0 if self.sparse_mode else 1.0)
+        size = default_voxel_size(
+            [states[i].camera for i in with_depth], [depths[i] for i in with_depth], factor
+        )
+        origin = np.mean([views[i].camera.center for i in with_depth], axis=0)
+        self.votes = VoxelVotes(VoxelGrid(size, origin))
+        for index in with_depth:
+            states[index].depth = depths[index]
+            states[index].located = self.votes.locate(states[index].camera, depths[index])
+        self._states = states
+        seconds.locate = time.perf_counter() - start
+        log.info(
+            "segmenter: %d views, voxel %.4g, %s depth",
+            len(views),
+            size,
+            "sparse" if self.sparse_mode else "dense",
+        )
+        return seconds
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def segment(self, prompts: Sequence[UserPrompt]) -> SegmentationResult:
+        """Segment the object the prompts point at, in every view, from a clean state."""
+        start = time.perf_counter()
+        seconds = self.prepare()
+        grouped = self._group(prompts)
+        if not any(p.has_positive for p in grouped.values()):
+            raise ValueError(
+                "the prompts only say what is not the object (negative clicks); add a positive click, a box "
+                "or a mask on at least one view (negative clicks alone are only accepted as corrections)"
+            )
+        self.user = grouped
+        for state in self._states:
+            state.logits = state.mask = state.soft = state.footprint_fg = state.full_mask = None
+            state.score, state.agreement = 0.0, float("nan")
+        self.votes.clear()
+        return self._run(list(grouped), seconds, start)
+
+    def add_prompts(self, prompts: Sequence[UserPrompt]) -> SegmentationResult:
+        """Correct the current segmentation with more prompts (e.g. one click): every view follows."""
+        if self._states is None or not self.user:
+            raise ValueError("nothing to correct yet: call segment(prompts) first")
+        start = time.perf_counter()
+        seconds = StageSeconds()
+        grouped = self._group(prompts)
+        for index, new in grouped.items():
+            old = self.user.get(index)
+            if old is None:
+                self.user[index] = new
+                continue
+            if new.box is not None and old.box is not None or new.mask is not None and old.mask is not None:
+                raise ValueError(f"view {self.scene.views[index].name} already has a box/mask prompt")
+            self.user[index] = ViewPrompts(
+                view=index,
+                points=np.concatenate([old.points, new.points]),
+                labels=np.concatenate([old.labels, new.labels]),
+                box=old.box if new.box is None else new.box,
+                mask=old.mask if new.mask is None else new.mask,
+            )
+        return self._run(list(grouped), seconds, start)
+
+    def mask(self, view: str | int) -> np.ndarray:
+        """HxW bool full-resolution mask of a view (empty where the object is not visible)."""
+        state = self._states_or_raise()[self.scene.view_index(view)]
+        if state.full_mask is None:
+            scene_view = self.scene.views[state.index]
+            user = self.user.get(state.index)
+            if user is not None and user.mask is not None and len(user.points) == 0:
+                state.full_mask = user.mask.copy()
+            elif state.logits is None:
+                state.full_mask = np.zeros((scene_view.height, scene_view.width), dtype=bool)
+            else:
+                logits = torch.from_numpy(state.logits)[None, None]
+                state.full_mask = (upscale_logits(logits, self._embeddings[state.index])[0, 0] > 0).numpy()
+        return state.full_mask
+
+    def work_mask(self, view: str | int) -> np.ndarray:
+        """h x w bool mask at the working raster (SAM's low-res grid cropped to the image)."""
+        state = self._states_or_raise()[self.scene.view_index(view)]
+        width, height = state.size
+        return np.zeros((height, width), dtype=bool) if state.mask is None else state.mask.copy()
+
+    def working_size(self, view: str | int) -> tuple[int, int]:
+        """(w, h) of a view's working raster."""
+        return self._states_or_raise()[self.scene.view_index(view)].size
+
+    def embedding(self, view: str | int) -> ImageEmbedding:
+        """SAM's embedding of a view (after :meth:`prepare`)."""
+        self._states_or_raise()
+        return self._embeddings[self.scene.view_index(view)]
+
+    def working_view(self, view: str | int) -> tuple[Camera | None, np.ndarray | None]:
+        """(camera, h x w float32 depth) of a view at the working raster; None where geometry is missing."""
+        state = self._states_or_raise()[self.scene.view_index(view)]
+        return state.camera, state.depth
+
+    def object_points(
+        self, min_probability: float = 0.5, min_views: int = 2
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(Nx3 float64 voxel centres, Nx3 uint8 mean colours) of the voxels voted inside the object.
+
+        A voxel must be inside in the weighted vote and seen by at least ``min_views`` views, which drops
+        stray voxels that one view's mask edge put on the background behind the object.
+        """
+        states = self._states_or_raise()
+        votes = self.votes
+        colour_sum = np.zeros((len(votes), 3))
+        colour_count = np.zeros(len(votes))
+        views_seen = np.zeros(len(votes))
+        for state in states:
+            if state.located is None or state.mask is None:
+                continue
+            rows = np.searchsorted(votes.keys, state.located.keys)
+            views_seen[rows] += 1
+            if not state.mask.any():
+                continue
+            width, height = state.size
+            image = self.scene.views[state.index].load_image()
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            pixel_rows = rows[state.located.inverse]
+            hit_mask = state.mask[state.located.hit]
+            colours = image[state.located.hit].astype(np.float64)
+            for channel in range(3):
+                colour_sum[:, channel] += np.bincount(
+                    pixel_rows[hit_mask], weights=colours[hit_mask, channel], minlength=len(votes)
+                )
+            colour_count += np.bincount(pixel_rows[hit_mask], minlength=len(votes))
+        inside = (votes.probability() > min_probability) & (views_seen >= min_views)
+        rgb = colour_sum / np.maximum(colour_count, 1)[:, None]
+        return votes.centers()[inside], np.clip(np.rint(rgb[inside]), 0, 255).astype(np.uint8)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _states_or_raise(self) -> list[_ViewState]:
+        if self._states is None:
+            raise ValueError("no segmentation yet: call segment(prompts) first")
+        return self._states
+
+    def _group(self, prompts: Sequence[UserPrompt]) -> dict[int, ViewPrompts]:
+        if not prompts:
+            raise ValueError("no prompts given: add a click, a box or a mask on at least one view")
+        sizes = [(v.width, v.height) for v in self.scene.views]
+        return group_prompts(prompts, self.scene.view_index, sizes)
+
+    def _run(self, touched: list[int], seconds: StageSeconds, start: float) -> SegmentationResult:
+        states = self._states
+        cfg = self.config
+        if not any(states[i].located is not None for i in self.user):
+            raise ValueError(
+                "no prompted view has a camera and depth, so the prompts cannot be lifted to 3D; "
+                "prompt a view that geometry registered"
+            )
+        # 1. prompted views without a mask yet are segmented from the user's prompts alone; views with
+        # only negative clicks wait for the others' votes (which give them positive points), and views
+        # that already have a mask are corrected in the first round with everything known
+        tick = time.perf_counter()
+        fresh = [i for i in touched if states[i].mask is None or self.user[i].mask is not None]
+        self._decode_prompted([i for i in fresh if self.user[i].has_positive])
+        self._clicks = self._lift_clicks()
+        seconds.decode += time.perf_counter() - tick
+        changes: list[float] = []
+        converged = False
+        rounds = 0
+        force = set(range(len(states))) if set(touched) == set(self.user) else set(touched)
+        while rounds < cfg.max_iterations:
+            rounds += 1
+            tick = time.perf_counter()
+            footprints = self._vote_and_project()
+            seconds.vote += time.perf_counter() - tick
+            change = self._propagate(footprints, force, seconds)
+            force = set()
+            changes.append(change)
+            if change < cfg.tolerance:
+                converged = True
+                break
+        tick = time.perf_counter()
+        footprints = self._vote_and_project()
+        seconds.vote += time.perf_counter() - tick
+        notes = self._conflicts(footprints)
+        seconds.total = time.perf_counter() - start
+        results = []
+        for state in states:
+            visible = state.mask is not None and bool(state.mask.any())
+            results.append(
+                ViewResult(
+                    name=self.scene.views[state.index].name,
+                    visible=visible,
+                    score=float(state.score) if visible else 0.0,
+                    agreement=float(state.agreement),
+                    prompted=state.index in self.user,
+                )
+            )
+        return SegmentationResult(results, rounds, converged, changes, seconds, notes)
+
+    def _decode_prompted(self, indices: list[int]) -> None:
+        """Segment prompted views from the user's prompts alone (a user mask is kept as it is)."""
+        requests, owners, multimask_flags = [], [], []
+        for index in indices:
+            user = self.user[index]
+            state = self._states[index]
+            state.full_mask = None
+            if user.mask is not None and len(user.points) == 0 and user.box is None:
+                width, height = state.size
+                soft = cv2.resize(user.mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+                state.soft = np.clip(soft, 0, 1)
+                state.mask = state.soft > 0.5
+                state.logits = self._logits_from_mask(user.mask, index)
+                state.score = 1.0
+                continue
+            mask_logits = None if user.mask is None else self._logits_from_mask(user.mask, index)
+            points = user.points if len(user.points) else None
+            prompt = Prompt(
+                points=points,
+                labels=None if points is None else user.labels,
+                box=user.box,
+                mask_logits=mask_logits,
+            )
+            requests.append((self._embeddings[index], prompt))
+            owners.append(index)
+            # three candidates unless a box already says which object (SAM's advice for boxes)
+            multimask_flags.append(user.box is None)
+        for multimask in (True, False):
+            chosen = [k for k, flag in enumerate(multimask_flags) if flag == multimask]
+            if not chosen:
+                continue
+            predictions = self.predictor.predict_batch(
+                [requests[k] for k in chosen], multimask=multimask, return_masks=False
+            )
+            for k, prediction in zip(chosen, predictions, strict=True):
+                state = self._states[owners[k]]
+                best = self._best_for_clicks(state, prediction.low_res_logits, prediction.scores)
+                self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
+
+    def _best_for_clicks(self, state: _ViewState, logits: np.ndarray, scores: np.ndarray) -> int:
+        """The candidate that puts the fewest of the view's clicks on the wrong side; among those, the
+        largest when several positive clicks were given (clicks spread over an object mean all of it:
+        SAM's smaller candidates are its parts), else the one SAM scores highest."""
+        user = self.user[state.index]
+        width, height = state.size
+        candidates = logits[:, :height, :width] > 0
+        view = self.scene.views[state.index]
+        work = np.rint(_full_to_work(user.points, state.size, (view.width, view.height))).astype(np.int64)
+        cols, rows = np.clip(work[:, 0], 0, width - 1), np.clip(work[:, 1], 0, height - 1)
+        violations = np.array([np.count_nonzero(c[rows, cols] != (user.labels == 1)) for c in candidates])
+        fits = np.nonzero(violations == violations.min())[0]
+        if np.count_nonzero(user.labels == 1) >= 2:
+            return int(fits[np.argmax([np.count_nonzero(candidates[k]) for k in fits])])
+        return int(fits[np.argmax(scores[fits])])
+
+    def _lift_clicks(self) -> list[_Click3D]:
+        """Every user click with its 3D point (from its view's working depth; None where unknown)."""
+        clicks = []
+        for index, user in self.user.items():
+            state = self._states[index]
+            view = self.scene.views[index]
+            for xy, label in zip(user.points, user.labels, strict=True):
+                xyz = None
+                if state.depth is not None:
+                    work = _full_to_work(xy[None], state.size, (view.width, view.height))[0]
+                    col, row = (
+                        int(np.clip(np.rint(v), 0, n - 1)) for v, n in zip(work, state.size, strict=True)
+                    )
+                    # the nearest known depth within 2 working pixels (clicks land on depth holes too)
+                    rows = slice(max(row - 2, 0), row + 3)
+                    cols = slice(max(col - 2, 0), col + 3)
+                    window = state.depth[rows, cols]
+                    if np.any(window > 0):
+                        r, c = np.nonzero(window > 0)
+                        nearest = int(np.argmin((r + rows.start - row) ** 2 + (c + cols.start - col) ** 2))
+                        z = window[r[nearest], c[nearest]]
+                        camera = self.scene.views[index].camera
+                        xyz = camera.unproject(np.asarray(xy)[None], np.array([z]))[0]
+                clicks.append(
+                    _Click3D(view=index, xy=np.asarray(xy, dtype=np.float64), label=int(label), xyz=xyz)
+                )
+        return clicks
+
+    def _visible_clicks(self, state: _ViewState) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """(Kx2 full-resolution points, K labels, their indices) of the user clicks this view sees.
+
+        A click is seen in its own view, and in another view when its 3D point projects inside the image
+        onto a surface at the same depth (z-buffer test against the working depth).
+        """
+        view = self.scene.views[state.index]
+        points, labels, seen = [], [], []
+        for k, click in enumerate(self._clicks):
+            if click.view == state.index:
+                points.append(click.xy)
+            elif click.xyz is not None and state.depth is not None:
+                xy, z = state.camera.project(click.xyz[None])
+                col, row = np.rint(xy[0]).astype(int)
+                width, height = state.size
+                if not (z[0] > 0 and 0 <= col < width and 0 <= row < height):
+                    continue
+                surface = state.depth[row, col]
+                if surface <= 0 or abs(z[0] - surface) > 0.03 * surface + 2 * self.votes.grid.voxel_size:
+                    continue
+                points.append(_work_to_full(xy, state.size, (view.width, view.height))[0])
+            else:
+                continue
+            labels.append(click.label)
+            seen.append(k)
+        return (
+            np.array(points, dtype=np.float64).reshape(-1, 2),
+            np.array(labels, dtype=np.int64),
+            tuple(seen),
+        )
+
+    def _logits_from_mask(self, mask: np.ndarray, index: int) -> np.ndarray:
+        """256x256 low-res logits (+/- MASK_PROMPT_LOGIT) of a full-resolution bool mask, padded like SAM."""
+        embedding = self._embeddings[index]
+        height, width = embedding.input_size
+        resized = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+        padded = np.zeros((1024, 1024), dtype=np.float32)
+        padded[:height, :width] = resized
+        low = cv2.resize(padded, (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), interpolation=cv2.INTER_AREA)
+        return np.where(low > 0.5, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT).astype(np.float32)
+
+    def _keep(self, state: _ViewState, logits: np.ndarray, score: float) -> None:
+        width, height = state.size
+        state.logits = np.asarray(logits, dtype=np.float32)
+        state.mask = state.logits[:height, :width] > 0
+        state.soft = state.mask
+        state.score = score
+        state.full_mask = None
+
+    def _vote_and_project(self) -> list[np.ndarray | None]:
+        """Vote every view's current mask and return every view's footprint (h x w float, NaN unknown)."""
+        votes = self.votes
+        votes.clear()
+        for state in self._states:
+            if state.located is None or state.soft is None:
+                continue
+            weight = self.config.prompt_weight if state.index in self.user else 1.0
+            votes.vote(state.located, state.soft, weight)
+        return [None if s.located is None else votes.footprint(s.located) for s in self._states]
+
+    def _regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(object, background) h x w bool from a footprint; sparse footprints are grown into regions."""
+        foreground = footprint > 0.5
+        background = footprint <= 0.5  # NaN compares False: unknown is neither
+        if state.sparse:
+            radius = 2 * self.config.sparse_radius + 1
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+        foreground = _keep_large_components(foreground, self.config.min_visible)
+        return foreground, background & ~foreground
+
+    def _derive(self, state: _ViewState, footprint: np.ndarray) -> Prompt | None:
+        """SAM prompts from a footprint at full-resolution coordinates, or None when it is (nearly) empty.
+
+        Always the same structure (box + positive_points + negative_points), so all views share one pass.
+        """
+        cfg = self.config
+        foreground, background = self._regions(state, footprint)
+        if np.count_nonzero(foreground) < cfg.min_visible:
+            return None
+        view = self.scene.views[state.index]
+        full = (view.width, view.height)
+        rows, cols = np.nonzero(foreground | self._unseen_near(state, footprint, foreground))
+        x0, x1, y0, y1 = cols.min() - 0.5, cols.max() + 0.5, rows.min() - 0.5, rows.max() + 0.5
+        margin_x, margin_y = cfg.box_margin * (x1 - x0), cfg.box_margin * (y1 - y0)
+        corners = _work_to_full(
+            np.array(
+                [[x0 - margin_x + 0.5, y0 - margin_y + 0.5], [x1 + margin_x - 0.5, y1 + margin_y - 0.5]]
+            ),
+            state.size,
+            full,
+        )
+        scale = np.array([full[0] / state.size[0], full[1] / state.size[1]])
+        corners[0] -= 0.5 * scale
+        corners[1] += 0.5 * scale
+        box = np.clip(corners.reshape(4), 0, [full[0] - 1, full[1] - 1, full[0] - 1, full[1] - 1])
+        positives = interior_points(foreground, cfg.positive_points)
+        negatives = self._negative_points(foreground, background, (x1 - x0, y1 - y0))
+        if len(positives) < cfg.positive_points:  # pad so every view has the same prompt structure
+            positives = np.concatenate(
+                [positives, np.repeat(positives[:1], cfg.positive_points - len(positives), 0)]
+            )
+        labels = [1] * cfg.positive_points + [0] * len(negatives)
+        if len(negatives) < cfg.negative_points:
+            missing = cfg.negative_points - len(negatives)
+            negatives = np.concatenate([negatives.reshape(-1, 2), np.repeat(positives[:1], missing, 0)])
+            labels += [1] * missing
+        points = _work_to_full(np.concatenate([positives, negatives.reshape(-1, 2)]), state.size, full)
+        points = np.clip(points, 0, [full[0] - 1, full[1] - 1])
+        return Prompt(points=points, labels=np.array(labels, dtype=np.int64), box=box)
+
+    def _unseen_near(self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+        """Pixels with depth whose voxel no view has voted on yet, next to the object (h x w bool).
+
+        Early on, a view sees parts of the object no voting view saw; they belong in its box, or SAM,
+        boxed to the known part, would cut the object there and the cut would be voted in.
+        """
+        if state.sparse or state.located is None:
+            return np.zeros_like(foreground)
+        unseen = state.located.hit & np.isnan(footprint)
+        if not unseen.any():
+            return unseen
+        rows, cols = np.nonzero(foreground)
+        reach = self.config.unseen_reach * max(np.ptp(rows) + 1, np.ptp(cols) + 1)
+        outside = cv2.distanceTransform((~foreground).astype(np.uint8), cv2.DIST_L2, 5)
+        near = unseen & (outside <= reach)
+        count, labels = cv2.connectedComponents((foreground | near).astype(np.uint8), connectivity=8)
+        touching = np.unique(labels[foreground])
+        return near & np.isin(labels, touching)
+
+    def _negative_points(
+        self, foreground: np.ndarray, background: np.ndarray, box_size: tuple[float, float]
+    ) -> np.ndarray:
+        """Background points near the object: in a band a few pixels to ~15% of its size outside it."""
+        count = self.config.negative_points
+        if count == 0 or not background.any():
+            return np.zeros((0, 2))
+        outside = cv2.distanceTransform((~foreground).astype(np.uint8), cv2.DIST_L2, 5)
+        far = max(6.0, 0.15 * float(np.hypot(*box_size)))
+        band = background & (outside >= 3) & (outside <= far)
+        if not band.any():
+            return np.zeros((0, 2))
+        rows, cols = np.nonzero(band)
+        candidates = np.stack([cols, rows], axis=1).astype(np.float64)
+        first = int(np.argmin(np.abs(outside[rows, cols] - 0.5 * far)))
+        return _spread_points(candidates, first, count)
+
+    def _propagate(
+        self, footprints: list[np.ndarray | None], force: set[int], seconds: StageSeconds
+    ) -> float:
+        """One round: derive prompts, decode the views that need it, keep the best candidates.
+
+        Each view's prompt: the box of its footprint, points derived from it, every user click it sees
+        (padded so all views share one structure) and, from the second decode on, its own last logits.
+        Views whose footprint and seen clicks barely changed keep their masks. Returns the mean mask
+        change (1 - IoU with the previous mask) over the views that are not fixed by a user mask.
+        """
+        cfg = self.config
+        tick = time.perf_counter()
+        requests, owners, regions = [], [], {}
+        previous = {s.index: s.mask for s in self._states}
+        fixed = {i for i, user in self.user.items() if user.mask is not None}
+        for state, footprint in zip(self._states, footprints, strict=True):
+            if footprint is None or state.index in fixed:
+                continue
+            prompt = self._derive(state, footprint)
+            if prompt is None:
+                if state.index not in self.user:  # the object is not seen here
+                    width, height = state.size
+                    state.mask = state.soft = np.zeros((height, width), dtype=bool)
+                    state.logits, state.score, state.full_mask = None, 0.0, None
+                    state.agreement = float("nan")
+                    state.footprint_fg = None
+                continue
+            points, labels, seen = self._visible_clicks(state)
+            foreground, background = self._regions(state, footprint)
+            if state.index not in force and state.footprint_fg is not None and state.logits is not None:
+                union = np.count_nonzero(foreground | state.footprint_fg)
+                change = 1 - np.count_nonzero(foreground & state.footprint_fg) / max(union, 1)
+                # new clicks matter only where the current mask puts them on the wrong side
+                settled = seen == state.clicks_seen or not self._contradicts(
+                    state, state.mask, points, labels
+                )
+                if change <= cfg.redecode_change and settled:
+                    continue
+            user = self.user.get(state.index)
+            if user is not None and user.box is not None:
+                prompt.box = user.box
+            elif np.any(labels == 1):  # the box takes in the positive clicks this view sees
+                inside = points[labels == 1]
+                prompt.box = np.concatenate(
+                    [np.minimum(prompt.box[:2], inside.min(0)), np.maximum(prompt.box[2:], inside.max(0))]
+                )
+            contradicted = self._contradicts(state, foreground, points, labels)
+            if contradicted:  # a click says the 3D state is wrong here: trust it, not derived negatives
+                prompt.labels = np.ones_like(prompt.labels)
+                prompt.points[prompt.labels.size - cfg.negative_points :] = prompt.points[0]
+            padding = len(self._clicks) - len(points)
+            prompt.points = np.concatenate([prompt.points, points, np.repeat(prompt.points[:1], padding, 0)])
+            prompt.labels = np.concatenate([prompt.labels, labels, np.ones(padding, dtype=np.int64)])
+            if cfg.mask_prompt and state.logits is not None and not contradicted:
+                prompt.mask_logits = state.logits
+            requests.append((self._embeddings[state.index], prompt))
+            owners.append(state.index)
+            regions[state.index] = (foreground, background, seen, points, labels)
+        seconds.prompts += time.perf_counter() - tick
+        tick = time.perf_counter()
+        predictions = (
+            self.predictor.predict_batch(requests, multimask=True, return_masks=False) if requests else []
+        )
+        seconds.decode += time.perf_counter() - tick
+        tick = time.perf_counter()
+        for index, prediction in zip(owners, predictions, strict=True):
+            state = self._states[index]
+            foreground, background, seen, points, labels = regions[index]
+            width, height = state.size
+            candidates = prediction.low_res_logits[:, :height, :width] > 0
+            known = foreground | background
+            view = self.scene.views[index]
+            work = np.rint(_full_to_work(points, state.size, (view.width, view.height))).astype(np.int64)
+            cols, rows = np.clip(work[:, 0], 0, width - 1), np.clip(work[:, 1], 0, height - 1)
+            agreements, violations = [], []
+            for candidate in candidates:
+                inter = np.count_nonzero(candidate & foreground)
+                union = np.count_nonzero((candidate & known) | foreground)
+                agreements.append(inter / max(union, 1))
+                violations.append(np.count_nonzero(candidate[rows, cols] != (labels == 1)))
+            # the user's clicks come first, then agreement with 3D, then SAM's own score
+            best = int(np.argmax(np.array(agreements) + 0.05 * prediction.scores - np.array(violations)))
+            self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
+            state.agreement = agreements[best]
+            state.footprint_fg = foreground
+            state.clicks_seen = seen
+        seconds.prompts += time.perf_counter() - tick
+        changes = []
+        for state in self._states:
+            old, new = previous[state.index], state.mask
+            if new is None or state.index in fixed:
+                continue
+            if old is None:
+                changes.append(1.0 if new.any() else 0.0)
+                continue
+            union = np.count_nonzero(old | new)
+            changes.append(0.0 if union == 0 else 1 - np.count_nonzero(old & new) / union)
+        return float(np.mean(changes)) if changes else 0.0
+
+    def _contradicts(
+        self, state: _ViewState, foreground: np.ndarray, points: np.ndarray, labels: np.ndarray
+    ) -> bool:
+        """Whether a user click this view sees falls on the wrong side of a h x w region."""
+        if len(points) == 0:
+            return False
+        view = self.scene.views[state.index]
+        width, height = state.size
+        work = np.rint(_full_to_work(points, state.size, (view.width, view.height))).astype(np.int64)
+        inside = foreground[np.clip(work[:, 1], 0, height - 1), np.clip(work[:, 0], 0, width - 1)]
+        return bool(np.any(inside != (labels == 1)))
+
+    def _conflicts(self, footprints: list[np.ndarray | None]) -> list[str]:
+        """Notes for user clicks whose 3D point the votes put on the other side."""
+        notes = []
+        for index, user in self.user.items():
+            state, footprint = self._states[index], footprints[index]
+            if footprint is None:
+                continue
+            view = self.scene.views[index]
+            work = _full_to_work(user.points, state.size, (view.width, view.height))
+            for (x, y), label, (full_x, full_y) in zip(work, user.labels, user.points, strict=True):
+                col = int(np.clip(np.rint(x), 0, state.size[0] - 1))
+                row = int(np.clip(np.rint(y), 0, state.size[1] - 1))
+                value = footprint[row, col]
+                if np.isfinite(value) and (value > 0.5) != bool(label):
+                    kind = "positive" if label else "negative"
+                    notes.append(
+                        f"{kind} click ({full_x:g}, {full_y:g}) on {view.name} is outvoted by the other "
+                        f"views (3D vote {value:.2f} for the object)"
+                    )
+        return notes
