@@ -21,6 +21,10 @@ def run(args) -> int:
         f"mask IoU with ground truth {report.click_iou:.3f} (SAM score {report.click_score:.3f})"
     )
     print(
+        f"propagated to all {len(report.multiview_ious)} views in {report.multiview_s:.2f} s: mean IoU with "
+        f"ground truth {report.multiview_mean_iou:.3f} (worst view {min(report.multiview_ious.values()):.3f})"
+    )
+    print(
         f"automatic masks: {report.automatic_masks}, finding {report.automatic_objects_found} of "
         f"{report.objects} objects at IoU >= 0.8"
     )
