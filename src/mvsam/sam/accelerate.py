@@ -197,5 +197,5 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
             except Exception as error:  # the exporter and onnxruntime raise many types; torch still works
                 log.warning("ONNX encoder unavailable (%s); using the torch encoder", error)
         elif backend == "onnx":
-            log.warning("onnxruntime is not installed (pip install 'mvsam[fast]'); using the torch encoder")
+            log.warning("onnxruntime is not installed (pip install onnxruntime); using the torch encoder")
     return EncoderBackend("torch-fused-fp32", FusedTorchEncoder(model.image_encoder))
