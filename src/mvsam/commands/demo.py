@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from mvsam.commands.common import add_model_arguments
 from mvsam.demo.run import run_demo
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run mvsam on the bundled demo scene")
     parser.add_argument("--out", default="mvsam_demo", help="output folder (default: ./mvsam_demo)")
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type (default: mobile_sam)")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: verified user cache)")
+    add_model_arguments(parser)
     parser.add_argument("--points-per-side", type=int, default=16, help="automatic mask grid density")
     parser.set_defaults(run=run)
 

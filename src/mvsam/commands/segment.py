@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
+from mvsam.commands.common import add_model_arguments
 from mvsam.export.ply import write_ply
 from mvsam.geometry import GeometrySettings, GeometryTimings, MvsSettings, SfmSettings, compute_geometry
 from mvsam.io.images import write_mask_png
@@ -48,8 +49,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder: masks/, object.ply, report.json")
     parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
     parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type")
-    parser.add_argument("--checkpoint", default=None, help="SAM checkpoint (default: the cached one)")
+    add_model_arguments(parser)
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
     parser.add_argument(
         "--depth-source",

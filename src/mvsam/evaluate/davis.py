@@ -7,13 +7,13 @@ averaged over a sequence's frames, then over sequences.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.evaluate.metrics import boundary_f, iou
 from mvsam.io.images import list_images, read_mask_png
 from mvsam.io.video import open_frames
@@ -121,8 +121,7 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument(
         "--json", type=Path, default=Path("davis_results.json"), help="where to write results"
     )
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type")
-    parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint (default: the cached one)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--sam-every", type=int, default=TrackerConfig.sam_every, help="SAM on every k-th frame"
     )
@@ -136,7 +135,5 @@ def run(args) -> int:
     tracker = Tracker(predictor, TrackerConfig(sam_every=args.sam_every))
     report = evaluate_davis(tracker, args.data, args.sequences)
     print(report.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(asdict(report), indent=2))
-    print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return 0

@@ -14,16 +14,16 @@ Ground truth is used only for the prompts and the scores, never inside the segme
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.evaluate.metrics import boundary_f, iou, multiview_consistency, pixel_accuracy, precision, recall
 from mvsam.evaluate.protocol import correction_click, protocol_clicks
 from mvsam.geometry import GeometrySettings, GeometryTimings, compute_geometry
@@ -301,8 +301,7 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("--refs", type=int, nargs="+", default=[0, 16, 32], help="reference view indices")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--json", type=Path, default=Path("dtu_results.json"), help="where to write results")
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type")
-    parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint (default: the cached one)")
+    add_model_arguments(parser)
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
     parser.add_argument("--no-correction", action="store_true", help="skip the timed correction click")
     parser.set_defaults(run=run)
@@ -324,7 +323,5 @@ def run(args) -> int:
         correction=not args.no_correction,
     )
     print(report.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(asdict(report), indent=2))
-    print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return 0

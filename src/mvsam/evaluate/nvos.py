@@ -11,14 +11,13 @@ masks drawn at another resolution than the loaded images are resized. Scribbles 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.evaluate.protocol import scribble_clicks
 from mvsam.evaluate.spinnerf import BenchmarkReport, read_label, score_propagation
 from mvsam.geometry import GeometrySettings
@@ -136,8 +135,7 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("--data", required=True, type=Path, help="NVOS folder (scenes/ + label folders)")
     parser.add_argument("--scenes", nargs="+", help="scene names (default: all)")
     parser.add_argument("--json", type=Path, default=Path("nvos_results.json"), help="where to write results")
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type")
-    parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint (default: the cached one)")
+    add_model_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -147,7 +145,5 @@ def run(args) -> int:
     predictor = load_predictor(args.model, checkpoint=args.checkpoint)
     report = evaluate_nvos(args.data, predictor, scenes=args.scenes)
     print(report.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(asdict(report), indent=2))
-    print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return 0

@@ -9,16 +9,16 @@ first labelled view by default. Scores: mean IoU and pixel accuracy over the oth
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.evaluate.metrics import iou, pixel_accuracy
 from mvsam.geometry import GeometrySettings, compute_geometry
 from mvsam.io.images import list_images, read_mask_png
@@ -171,8 +171,7 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument(
         "--json", type=Path, default=Path("spinnerf_results.json"), help="where to write results"
     )
-    parser.add_argument("--model", default="mobile_sam", help="SAM model type")
-    parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint (default: the cached one)")
+    add_model_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -182,7 +181,5 @@ def run(args) -> int:
     predictor = load_predictor(args.model, checkpoint=args.checkpoint)
     report = evaluate_spinnerf(args.data, predictor, scenes=args.scenes)
     print(report.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(asdict(report), indent=2))
-    print(f"wrote {args.json}")
+    write_json_report(args.json, report)
     return 0
