@@ -7,7 +7,8 @@
   tracked from the first frame's mask; reports peak RSS and the RSS after 50 and after all frames.
 - dtu: DTU scan24's 49 views ordered into a camera sweep (nearest-neighbour chain over camera centres from
   the view farthest from the rest), tracked from the first view's ground-truth mask as if they were a video;
-  IoU per view, 3AM's Pos IoU and Suc IoU. Flow only: no depth is used.
+  IoU per view, 3AM's Pos IoU and Suc IoU. The object is carried by the 3D voxel memory over the
+  plane-sweep depth of ``scene.geometry()`` (cached after the first run); ``--no-geometry``: flow only.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import json
 import resource
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -30,6 +30,7 @@ from mvsam.evaluate.metrics import iou, pos_iou, suc_iou
 from mvsam.io.images import image_size, list_images, read_mask_png, read_rgb
 from mvsam.io.video import FolderFrames, open_frames
 from mvsam.sam import load_predictor
+from mvsam.scene import Scene
 from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt
 
 RSS_FRAMES = 300
@@ -101,16 +102,10 @@ def bench_rss(tracker: Tracker, data: Path) -> dict:
     return result
 
 
-def dtu_sweep(scan: Path) -> list[int]:
+def dtu_sweep(scene: Scene) -> list[int]:
     """View indices in sweep order: a nearest-neighbour chain over camera centres, from one end."""
-    cameras = np.load(scan / "cameras_sphere.npz")
-    count = len(list_images(scan / "image"))
-    centres = []
-    for index in range(count):
-        projection = cameras[f"world_mat_{index}"][:3, :4]
-        centre_h = cv2.decomposeProjectionMatrix(projection)[2]
-        centres.append(centre_h[:3, 0] / centre_h[3, 0])
-    centres = np.array(centres)
+    centres = np.array([view.camera.center for view in scene.views])
+    count = len(centres)
     distances = np.linalg.norm(centres[:, None] - centres[None], axis=2)
     order = [int(np.argmax(distances.sum(axis=1)))]
     while len(order) < count:
@@ -119,33 +114,39 @@ def dtu_sweep(scan: Path) -> list[int]:
     return order
 
 
-def bench_dtu(tracker: Tracker, data: Path) -> dict:
+def bench_dtu(tracker: Tracker, data: Path, use_geometry: bool = True) -> dict:
     scan = data / "dtu_scan24"
-    order = dtu_sweep(scan)
-    images = list_images(scan / "image")
-    paths = [images[i] for i in order]
-    width, height = image_size(paths[0])
-    masks = [read_mask_png(scan / "mask" / f"{int(images[i].stem):03d}.png") for i in order]
-    frames = FolderFrames(paths, (height, width))
-    predictions = [None] * len(paths)
+    scene = Scene.load(scan)
+    if use_geometry:
+        scene = scene.geometry()  # plane-sweep depth, cached after the first run
+    order = dtu_sweep(scene)
+    sweep = replace(scene, views=[scene.views[i] for i in order])
+    width, height = sweep.views[0].width, sweep.views[0].height
+    masks = [read_mask_png(scan / "mask" / f"{int(view.stem):03d}.png") for view in sweep.views]
+    frames = FolderFrames([view.image_path for view in sweep.views], (height, width))
+    predictions = [None] * len(order)
+    sources = [""] * len(order)
     start = time.perf_counter()
-    for result in tqdm(
-        tracker.track(frames, TrackPrompt(0, mask=masks[0])), total=len(paths), desc="dtu sweep"
-    ):
+    results = tracker.track(frames, TrackPrompt(0, mask=masks[0]), scene=sweep if use_geometry else None)
+    for result in tqdm(results, total=len(order), desc="dtu sweep"):
         predictions[result.index] = result.mask
+        sources[result.index] = result.source
     seconds = time.perf_counter() - start
     scores = [iou(p, g) for p, g in zip(predictions[1:], masks[1:], strict=True)]
     result = {
-        "order": [images[i].stem for i in order],
+        "geometry": use_geometry,
+        "order": [view.stem for view in sweep.views],
         "iou_per_view": scores,
+        "source_per_view": sources[1:],
         "mean_iou": float(np.mean(scores)),
         "pos_iou": pos_iou(predictions[1:], masks[1:]),
         "suc_iou": suc_iou(predictions[1:], masks[1:]),
         "seconds": seconds,
     }
     print(
-        f"DTU sweep: mean IoU {result['mean_iou']:.3f}, Pos IoU {result['pos_iou']:.3f}, "
-        f"Suc IoU {result['suc_iou']:.3f}, min IoU {min(scores):.3f}, {seconds:.0f} s"
+        f"DTU sweep ({'geometry' if use_geometry else 'flow only'}): mean IoU {result['mean_iou']:.3f}, "
+        f"Pos IoU {result['pos_iou']:.3f}, Suc IoU {result['suc_iou']:.3f}, min IoU {min(scores):.3f}, "
+        f"{seconds:.0f} s"
     )
     return result
 
@@ -161,14 +162,17 @@ def main() -> None:
     )
     parser.add_argument("--tiles", type=int, default=TrackerConfig.tiles)
     parser.add_argument("--sam-every", type=int, default=TrackerConfig.sam_every)
+    parser.add_argument("--no-geometry", action="store_true", help="DTU sweep by flow only")
     parser.add_argument("--json", type=Path, default=Path("bench_track.json"))
     args = parser.parse_args()
     predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint)
     tracker = Tracker(predictor, TrackerConfig(tiles=args.tiles, sam_every=args.sam_every))
     results = {"config": asdict(tracker.config)}
-    for part, bench in [("davis", bench_davis), ("rss", bench_rss), ("dtu", bench_dtu)]:
+    for part, bench in [("davis", bench_davis), ("rss", bench_rss)]:
         if part in args.parts:
             results[part] = bench(tracker, args.data)
+    if "dtu" in args.parts:
+        results["dtu"] = bench_dtu(tracker, args.data, use_geometry=not args.no_geometry)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.json}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 from PIL import Image
 
 from mvsam.cli import main
-from mvsam.commands.track import BoxSpec, ClickSpec, build_prompt, parse_mask_prompt, parse_prompt
+from mvsam.commands.track import (
+    BoxSpec,
+    ClickSpec,
+    build_prompt,
+    parse_mask_prompt,
+    parse_prompt,
+    static_scene,
+)
 from mvsam.evaluate.metrics import iou
 from mvsam.io.images import read_mask_png, write_mask_png
 from mvsam.io.video import open_frames
@@ -116,3 +124,42 @@ def test_video_frames_stream_both_ways(video, monkeypatch):
     assert [index for index, _ in backward] == [3, 2, 1, 0]
     for index, frame in backward:
         np.testing.assert_array_equal(frame, forward[index])
+
+
+@pytest.fixture()
+def demo_scene(tmp_path):
+    """A writable copy of the bundled demo scene (ScanNet-style RGB-D: cameras and exact depth)."""
+    import shutil
+
+    import mvsam
+
+    folder = tmp_path / "demo"
+    shutil.copytree(Path(mvsam.__file__).parent / "demo" / "scene", folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_track_static_scene_uses_geometry(demo_scene, mobile_sam_checkpoint, tmp_path):
+    first = tmp_path / "sphere0.png"
+    gts = [np.asarray(Image.open(demo_scene / "instance" / f"{i}.png")) == 1 for i in range(8)]
+    write_mask_png(first, gts[0])
+    out = tmp_path / "out"
+    code = main(
+        ["track", str(demo_scene), "--mask-prompt", f"frame=0,path={first}", "--out", str(out)]
+        + ["--checkpoint", str(mobile_sam_checkpoint)]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["geometry"] is True and report["frames"] == 8
+    for index in range(8):
+        assert iou(read_mask_png(out / "masks" / f"{index}.png"), gts[index]) >= 0.9
+
+
+def test_static_scene_detection(demo_scene, video, tmp_path):
+    assert static_scene(demo_scene).has_cameras
+    assert static_scene(video[0]) is None  # a video file
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(2):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(frames / f"{index}.png")
+    assert static_scene(frames) is None  # plain frames: flow only

@@ -1,5 +1,9 @@
 """``mvsam track VIDEO --prompt ... --out OUT``: follow one object through a video or a frame folder.
 
+When VIDEO is a static multi-view scene with cameras (any layout ``Scene.load`` reads with cameras, e.g.
+DTU, COLMAP, LLFF), the object is carried between views by 3D (cameras and depth from ``scene.geometry()``,
+cached) instead of optical flow; ``--no-geometry`` turns that off. Frame indices are then view indices.
+
 Writes ``OUT/masks/<frame stem>.png`` (uint8 0/255, frame size) for every frame and ``OUT/report.json``
 (per frame: score, present, how it was found; overall fps).
 """
@@ -15,7 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.io.images import read_mask_png, write_mask_png
-from mvsam.io.video import open_frames
+from mvsam.io.video import FolderFrames, FrameSource, open_frames
+from mvsam.scene import Scene
 from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, validate_prompt
 
 
@@ -118,7 +123,9 @@ def build_prompt(specs: list[ClickSpec | BoxSpec], mask: MaskSpec | None) -> Tra
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("track", help="track one object through a video or a folder of frames")
-    parser.add_argument("video", type=Path, help="video file or folder of frames")
+    parser.add_argument(
+        "video", type=Path, help="video file, folder of frames, or a static scene with cameras (uses 3D)"
+    )
     parser.add_argument(
         "--prompt",
         action="append",
@@ -133,22 +140,50 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--sam-every", type=int, default=TrackerConfig.sam_every, help="SAM on every k-th frame"
     )
+    parser.add_argument(
+        "--no-geometry", action="store_true", help="a scene with cameras is tracked by optical flow only"
+    )
     parser.set_defaults(run=run)
+
+
+def static_scene(path: Path) -> Scene | None:
+    """The scene at ``path`` when it is a folder that loads with cameras for every view, else None."""
+    if not path.is_dir():
+        return None
+    try:
+        scene = Scene.load(path)
+    except ValueError:
+        return None  # a layout no loader reads: plain frames
+    return scene if scene.source_format != "images" and scene.has_cameras else None
+
+
+def scene_frames(scene: Scene) -> FolderFrames:
+    """The scene's views as frames, in view order; all views must have one size."""
+    sizes = {(view.height, view.width) for view in scene.views}
+    if len(sizes) > 1:
+        raise ValueError(f"{scene.root}: views have different sizes {sorted(sizes)}; tracking needs one size")
+    return FolderFrames([view.image_path for view in scene.views], sizes.pop())
 
 
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
-    frames = open_frames(args.video)
+    scene = None if args.no_geometry else static_scene(args.video)
+    frames: FrameSource = open_frames(args.video) if scene is None else scene_frames(scene)
     prompt = build_prompt(args.prompt, args.mask_prompt)
     validate_prompt(prompt, frames)
     tracker = Tracker(
         load_predictor(args.model, checkpoint=args.checkpoint), TrackerConfig(sam_every=args.sam_every)
     )
+    if scene is not None:
+        print(f"{args.video}: a static scene with cameras ({scene.source_format}); tracking by 3D geometry")
+        scene = scene.geometry()
     stems = frames.stems
     records = {}
     start = time.perf_counter()
-    for result in tqdm(tracker.track(frames, prompt), total=len(frames), desc="tracking", unit="frame"):
+    for result in tqdm(
+        tracker.track(frames, prompt, scene=scene), total=len(frames), desc="tracking", unit="frame"
+    ):
         write_mask_png(args.out / "masks" / f"{stems[result.index]}.png", result.mask)
         records[result.index] = {
             "frame": stems[result.index],
@@ -161,6 +196,7 @@ def run(args) -> int:
     report = {
         "video": str(args.video),
         "frames": len(frames),
+        "geometry": scene is not None,
         "prompt_frame": prompt.frame,
         "seconds": round(seconds, 2),
         "fps": round(len(frames) / seconds, 3),

@@ -9,6 +9,10 @@ masks) decides whether a result is still the object; when it is not, the frame i
 frames are searched in full for a region that matches the memory, so the object is found again after
 occlusion or when it comes back into view.
 
+For a static scene with cameras and depth (``Tracker.track(frames, prompt, scene=scene)``) the object is
+carried by a 3D voxel memory instead of flow, which survives wide camera jumps; see
+:mod:`mvsam.segment.track_geometry`.
+
 Frames stream from a :class:`~mvsam.io.video.FrameSource`; the tracker holds two frames, one embedding and a
 few 256-d prototypes, so memory stays flat on long videos.
 """
@@ -27,6 +31,7 @@ import torch
 from mvsam.io.video import FrameSource
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
+from mvsam.scene import Scene
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,13 @@ class TrackerConfig:
     same_object: float = 0.7  # cosine similarity to the memory above which a region is the object
     min_area: int = 16  # pixels; a smaller carried mask means the object has left the frame
     redetect_every: int = 1  # while the object is absent, search every k-th frame
+    min_tile_scale: float = 0.6  # a crop shrunk more than this in the mosaic gets an encoding of its own
+    # Static scenes with cameras and depth (``track(..., scene=...)``): see mvsam.segment.track_geometry.
+    geometry_max_side: int = 800  # depth is resampled to at most this side for the voxel memory
+    voxel_factor: float = 2.0  # voxel side = this many depth pixels at the median depth
+    splat_radius: int = 1  # pixels without depth see remembered voxels splatted this wide
+    negative_points: int = 2  # background points from the voxel memory given to SAM
+    geometry_memory_iou: float = 0.6  # agreement (over known pixels) for a mask to vote into the 3D memory
 
 
 @dataclass
@@ -330,16 +342,35 @@ class Tracker:
 
     # --- mosaics ----------------------------------------------------------------------------------
 
-    def _layout(self, carried: list[np.ndarray]) -> list[_Tile]:
+    def _layout(self, carried: list[np.ndarray], grid: int | None = None) -> list[_Tile]:
         """One tile per carried mask, in row-major cells of the mosaic, each crop scaled to fit its cell."""
-        cell = IMAGE_SIZE // self.grid
+        grid = grid or self.grid
+        cell = IMAGE_SIZE // grid
         tiles = []
         for slot, mask in enumerate(carried):
             tile = crop_around(mask, self.config.crop_margin, self.config.min_crop)
             tile.scale = min(cell / max(tile.x1 - tile.x0, tile.y1 - tile.y0), MAX_UPSCALE)
-            tile.cell_x, tile.cell_y = (slot % self.grid) * cell, (slot // self.grid) * cell
+            tile.cell_x, tile.cell_y = (slot % grid) * cell, (slot // grid) * cell
             tiles.append(tile)
         return tiles
+
+    def _encode_crops(
+        self, frames: list[np.ndarray], carried: list[np.ndarray]
+    ) -> list[tuple[ImageEmbedding, _Tile]]:
+        """(embedding, tile) per frame: crops share a mosaic, but one that the mosaic would shrink below
+        ``min_tile_scale`` (a large object) gets an encoding of its own so SAM sees it at full detail."""
+        tiles = self._layout(carried)
+        alone = [t.scale < self.config.min_tile_scale for t in tiles]
+        shared = [p for p in range(len(frames)) if not alone[p]]
+        out: dict[int, tuple[ImageEmbedding, _Tile]] = {}
+        if shared:
+            tiles = self._layout([carried[p] for p in shared])
+            embedding = self._encode_mosaic([frames[p] for p in shared], tiles)
+            out.update({p: (embedding, tile) for p, tile in zip(shared, tiles, strict=True)})
+        for position in (p for p in range(len(frames)) if alone[p]):
+            (tile,) = self._layout([carried[position]], grid=1)
+            out[position] = (self._encode_mosaic([frames[position]], [tile]), tile)
+        return [out[p] for p in range(len(frames))]
 
     def _encode_mosaic(self, frames: list[np.ndarray], tiles: list[_Tile]) -> ImageEmbedding:
         """One encoder pass over a 1024x1024 mosaic of the tiles (unused area is SAM's padding colour)."""
@@ -395,8 +426,8 @@ class Tracker:
 
     def _memory_for(self, image: np.ndarray, mask: np.ndarray) -> _Memory:
         """The appearance memory, seeded from the prompt frame laid out like a tracking mosaic."""
-        (tile,) = self._layout([mask])
-        vector = prototype(tile.mask_to_mosaic(mask), self._encode_mosaic([image], [tile]))
+        ((embedding, tile),) = self._encode_crops([image], [mask])
+        vector = prototype(tile.mask_to_mosaic(mask), embedding)
         if vector is None:
             raise ValueError("the prompted object is too small to track (under one SAM feature cell)")
         return _Memory(anchor=vector, areas=[int(mask.sum())])
@@ -499,10 +530,8 @@ class Tracker:
             if due and predicted[position].sum() >= config.min_area:
                 wanted.append(position)
         wanted = wanted[: config.tiles]
-        tiles = dict(zip(wanted, self._layout([predicted[p] for p in wanted]), strict=True))
-        embedding = (
-            self._encode_mosaic([batch[p][1] for p in wanted], list(tiles.values())) if tiles else None
-        )
+        encoded = self._encode_crops([batch[p][1] for p in wanted], [predicted[p] for p in wanted])
+        tiles = dict(zip(wanted, encoded, strict=True))
         for position, (index, frame) in enumerate(batch):
             if not state.present:
                 result = self._search(index, frame, state, memory)
@@ -516,7 +545,7 @@ class Tracker:
                     candidate = None
                     if position in tiles:
                         state.frames_since_sam = 0
-                        candidate = self._segment_tile(embedding, tiles[position], carried)
+                        candidate = self._segment_tile(*tiles[position], carried)
                     result = self._judge(index, carried, candidate, state, memory)
             state.previous, state.mask = frame, result.mask
             yield result
@@ -541,8 +570,20 @@ class Tracker:
         if batch:
             yield from self._batch(batch, state, memory)
 
-    def track(self, frames: FrameSource, prompt: TrackPrompt) -> Iterator[FrameResult]:
-        """Results for every frame: the prompt frame, then forwards to the end, then backwards to 0."""
+    def track(
+        self, frames: FrameSource, prompt: TrackPrompt, scene: Scene | None = None
+    ) -> Iterator[FrameResult]:
+        """Results for every frame: the prompt frame, then forwards to the end, then backwards to 0.
+
+        With ``scene`` (a static scene whose view i is frame i, with cameras and depth, e.g. after
+        ``scene.geometry()``) the object is carried by a 3D voxel memory instead of optical flow; see
+        :mod:`mvsam.segment.track_geometry`.
+        """
+        if scene is not None:
+            from mvsam.segment.track_geometry import GeometricTracker
+
+            yield from GeometricTracker(self).track(frames, prompt, scene)
+            return
         validate_prompt(prompt, frames)
         ((_, image),) = list(frames.iterate(range(prompt.frame, prompt.frame + 1)))
         mask, score = self._initial_mask(image, prompt)
