@@ -93,7 +93,9 @@ def run_demo(
     mask_path = out_dir / "click" / f"{view.stem}.png"
     write_mask_png(mask_path, mask)
     overlay_path = out_dir / "click" / f"{view.stem}_overlay.png"
-    Image.fromarray(draw_points(overlay_masks(image, [mask], HIGHLIGHT), click, np.array([1]))).save(overlay_path)
+    Image.fromarray(draw_points(overlay_masks(image, [mask], HIGHLIGHT), click, np.array([1]))).save(
+        overlay_path
+    )
     outputs += [str(mask_path), str(overlay_path)]
 
     segmenter = Segmenter(scene, predictor, progress=False)

@@ -8,7 +8,7 @@
     masks, scores, low_res_logits = predictor.predict(points=[[x, y]], labels=[1])
 """
 
-from mvsam.sam.automatic import AutomaticMaskGenerator, AutoMask
+from mvsam.sam.automatic import AutoMask, AutomaticMaskGenerator
 from mvsam.sam.predictor import ImageEmbedding, Prediction, Prompt, SamPredictor, load_predictor
 
 __all__ = [

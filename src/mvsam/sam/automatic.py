@@ -258,9 +258,7 @@ class AutomaticMaskGenerator:
         masks that pass every filter; boxes and points come back in full-image pixels (height, width)."""
         start = time.perf_counter()
         requests = [(embedding, Prompt(points=p[None], labels=np.ones(1, dtype=np.int64))) for p in points]
-        predictions = self.predictor.predict_batch(
-            requests, multimask=True, return_masks=False, chunk_size=self.points_per_batch
-        )
+        predictions = self.predictor.predict_batch(requests, multimask=True, return_masks=False)
         self.last_timings.decode_s += time.perf_counter() - start
 
         start = time.perf_counter()

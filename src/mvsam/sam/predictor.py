@@ -200,13 +200,15 @@ class SamPredictor:
         requests: Sequence[tuple[ImageEmbedding, Prompt]],
         multimask: bool = True,
         return_masks: bool = True,
-        chunk_size: int = 64,
+        chunk_size: int = 4,
     ) -> list[Prediction]:
-        """Decode many prompt sets, each against its own image embedding, in few decoder passes.
+        """Decode many prompt sets, each against its own image embedding, in batched decoder passes.
 
-        Requests with the same prompt structure (number of points, box or not, mask or not) share
-        one decoder pass of up to ``chunk_size`` prompt sets; results are exactly those of single
-        calls. With ``return_masks=False`` only scores and low-res logits are returned (fast).
+        Requests with the same prompt structure (number of points, box or not, mask or not) are
+        decoded together, ``chunk_size`` prompt sets per pass; results are those of single calls. On a
+        CPU small passes are fastest (49 prompt sets on a 2-core AMD EPYC: 2.3-2.6 s in passes of 1,
+        2.8 s in passes of 4, 3.8-4.0 s in passes of 8 to 64; the larger tensors fall out of cache).
+        With ``return_masks=False`` only scores and low-res logits are returned (fast).
         """
         checked = [_checked_prompt(prompt, embedding.original_size) for embedding, prompt in requests]
         groups: dict[tuple, list[int]] = defaultdict(list)
