@@ -9,15 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
+from mvsam.commands.common import add_geometry_arguments, geometry_settings
 from mvsam.export.ply import write_ply
-from mvsam.geometry import (
-    GeometrySettings,
-    GeometryTimings,
-    MvsSettings,
-    SfmSettings,
-    compute_geometry,
-    fuse_depth,
-)
+from mvsam.geometry import GeometryTimings, compute_geometry, fuse_depth
 from mvsam.scene import Scene
 
 
@@ -29,33 +23,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder for views.json, depth/, points.ply")
     parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
     parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
-    parser.add_argument("--no-sfm", action="store_true", help="never run SfM (needs cameras)")
     parser.add_argument("--no-depth", action="store_true", help="cameras and sparse points only")
-    parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
-    parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
-    parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
-    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM feature image long side (px)")
+    add_geometry_arguments(parser)
     parser.add_argument("--min-confidence", type=float, default=0.3, help="points.ply confidence cut")
     parser.add_argument("--voxel-size", type=float, default=None, help="point cloud voxel (scene units)")
     parser.set_defaults(run=run)
-
-
-def _settings(args) -> GeometrySettings:
-    neighbors = args.neighbors
-    if neighbors < 1:
-        raise ValueError(f"--neighbors must be >= 1, got {neighbors}")
-    return GeometrySettings(
-        sfm=SfmSettings(max_image_size=args.max_image_size),
-        mvs=MvsSettings(
-            resolution=args.depth_resolution,
-            num_planes=args.planes,
-            num_neighbors=neighbors,
-            best_k=min(2, neighbors),
-            min_consistent=min(2, neighbors),
-        ),
-        allow_sfm=not args.no_sfm,
-        compute_depth=not args.no_depth,
-    )
 
 
 def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: float | None) -> list[Path]:
@@ -88,7 +60,7 @@ def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: fl
 
 
 def run(args) -> int:
-    settings = _settings(args)
+    settings = geometry_settings(args, compute_depth=not args.no_depth)
     scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
     timings = GeometryTimings()
     compute_geometry(scene, settings, progress=True, timings=timings)

@@ -11,9 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
-from mvsam.commands.common import add_model_arguments
+from mvsam.commands.common import add_geometry_arguments, add_model_arguments, geometry_settings
 from mvsam.export.ply import write_ply
-from mvsam.geometry import GeometrySettings, GeometryTimings, MvsSettings, SfmSettings, compute_geometry
+from mvsam.geometry import GeometryTimings, compute_geometry
 from mvsam.io.images import write_mask_png
 from mvsam.scene import Scene
 from mvsam.segment.interactive import Segmenter, SegmenterConfig, ViewResult
@@ -57,30 +57,8 @@ def add_parser(subparsers) -> None:
         choices=("auto", "dense", "sparse"),
         help="dense depth or SfM tracks",
     )
-    parser.add_argument("--no-sfm", action="store_true", help="never run SfM (needs cameras)")
-    parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
-    parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
-    parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
-    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM feature image long side (px)")
+    add_geometry_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def geometry_settings(args) -> GeometrySettings:
-    """The same settings (and so the same cache entries) as ``mvsam reconstruct`` with the same flags."""
-    if args.neighbors < 1:
-        raise ValueError(f"--neighbors must be >= 1, got {args.neighbors}")
-    return GeometrySettings(
-        sfm=SfmSettings(max_image_size=args.max_image_size),
-        mvs=MvsSettings(
-            resolution=args.depth_resolution,
-            num_planes=args.planes,
-            num_neighbors=args.neighbors,
-            best_k=min(2, args.neighbors),
-            min_consistent=min(2, args.neighbors),
-        ),
-        allow_sfm=not args.no_sfm,
-        compute_depth=args.depth_source != "sparse",
-    )
 
 
 def _view_record(view: ViewResult) -> dict:
@@ -99,7 +77,12 @@ def run(args) -> int:
     scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
     timings = GeometryTimings()
     tick = time.perf_counter()
-    compute_geometry(scene, geometry_settings(args), progress=True, timings=timings)
+    compute_geometry(
+        scene,
+        geometry_settings(args, compute_depth=args.depth_source != "sparse"),
+        progress=True,
+        timings=timings,
+    )
     geometry_seconds = time.perf_counter() - tick
     from mvsam.sam import load_predictor
 
