@@ -6,10 +6,12 @@ on ``scene.sparse``. SfM's world frame and scale are arbitrary (whatever COLMAP'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +83,30 @@ def _quiet_colmap() -> None:
     """COLMAP logs every step at INFO through glog; keep warnings only unless debugging."""
     if not log.isEnabledFor(logging.DEBUG):
         pycolmap.logging.minloglevel = 1
+
+
+@dataclass
+class _Workspace:
+    """A temporary COLMAP project: the scene's images linked by name, a database and an output folder."""
+
+    root: Path
+    images: Path
+    database: Path
+    output: Path
+
+
+@contextlib.contextmanager
+def _colmap_workspace(scene: Scene, seed: int, prefix: str) -> Iterator[_Workspace]:
+    """Quiet, seeded COLMAP with a fresh workspace for ``scene``, deleted afterwards."""
+    _quiet_colmap()
+    pycolmap.set_random_seed(seed)
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        root = Path(work)
+        workspace = _Workspace(root, root / "images", root / "database.db", root / "sparse")
+        workspace.images.mkdir()
+        workspace.output.mkdir()
+        _link_images(scene, workspace.images)
+        yield workspace
 
 
 def _link_images(scene: Scene, folder: Path) -> None:
@@ -212,15 +238,9 @@ def reconstruct_cameras(scene: Scene, settings: SfmSettings | None = None) -> Sf
     settings.validate()
     if len(scene.views) < 2:
         raise ValueError(f"SfM needs at least 2 views, the scene has {len(scene.views)}")
-    _quiet_colmap()
-    pycolmap.set_random_seed(settings.seed)
     index_of = {view.name: i for i, view in enumerate(scene.views)}
-    with tempfile.TemporaryDirectory(prefix="mvsam_sfm_") as work:
-        work_dir = Path(work)
-        images, database, output = work_dir / "images", work_dir / "database.db", work_dir / "sparse"
-        images.mkdir()
-        output.mkdir()
-        _link_images(scene, images)
+    with _colmap_workspace(scene, settings.seed, "mvsam_sfm_") as work:
+        images, database, output = work.images, work.database, work.output
         matching = _extract_and_match(scene, settings, database, images, settings.camera_model)
         options = pycolmap.IncrementalPipelineOptions()
         options.min_num_matches = settings.min_num_matches
@@ -291,15 +311,9 @@ def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -
     if not scene.has_cameras:
         missing = [v.name for v in scene.views if v.camera is None][:5]
         raise ValueError(f"triangulation needs every camera; missing for {', '.join(missing)}")
-    _quiet_colmap()
-    pycolmap.set_random_seed(settings.seed)
     index_of = {view.name: i for i, view in enumerate(scene.views)}
-    with tempfile.TemporaryDirectory(prefix="mvsam_tri_") as work:
-        work_dir = Path(work)
-        images, database, output = work_dir / "images", work_dir / "database.db", work_dir / "sparse"
-        images.mkdir()
-        output.mkdir()
-        _link_images(scene, images)
+    with _colmap_workspace(scene, settings.seed, "mvsam_tri_") as work:
+        images, database, output = work.images, work.database, work.output
         per_image = SfmSettings(
             **{
                 **vars(settings),
@@ -307,7 +321,7 @@ def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -
                 "max_image_size": min(settings.max_image_size, settings.triangulation_image_size),
             }
         )
-        pairs = work_dir / "pairs.txt"
+        pairs = work.root / "pairs.txt"
         pairs.write_text(_pose_neighbour_pairs(scene, settings.triangulation_neighbors))
         _extract_and_match(scene, per_image, database, images, "PINHOLE", pairs)
         reconstruction = pycolmap.Reconstruction()
