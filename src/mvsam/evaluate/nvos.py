@@ -17,9 +17,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.evaluate.protocol import scribble_clicks
-from mvsam.evaluate.spinnerf import BenchmarkReport, read_label, score_propagation
+from mvsam.evaluate.spinnerf import (
+    BenchmarkReport,
+    add_scene_benchmark_parser,
+    read_label,
+    score_propagation,
+)
 from mvsam.geometry import GeometrySettings
 from mvsam.io.images import list_images
 from mvsam.sam.predictor import SamPredictor
@@ -131,19 +135,10 @@ def evaluate_nvos(
 
 
 def add_eval_parser(subparsers) -> None:
-    parser = subparsers.add_parser("nvos", help="NVOS: scribbles on a reference view, IoU on the target view")
-    parser.add_argument("--data", required=True, type=Path, help="NVOS folder (scenes/ + label folders)")
-    parser.add_argument("--scenes", nargs="+", help="scene names (default: all)")
-    parser.add_argument("--json", type=Path, default=Path("nvos_results.json"), help="where to write results")
-    add_model_arguments(parser)
-    parser.set_defaults(run=run)
-
-
-def run(args) -> int:
-    from mvsam.sam import load_predictor
-
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint)
-    report = evaluate_nvos(args.data, predictor, scenes=args.scenes)
-    print(report.table())
-    write_json_report(args.json, report)
-    return 0
+    add_scene_benchmark_parser(
+        subparsers,
+        "nvos",
+        "NVOS: scribbles on a reference view, IoU on the target view",
+        "NVOS folder (scenes/ + label folders)",
+        evaluate_nvos,
+    )

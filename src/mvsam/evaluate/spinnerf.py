@@ -162,24 +162,34 @@ def evaluate_spinnerf(
     )
 
 
-def add_eval_parser(subparsers) -> None:
-    parser = subparsers.add_parser("spinnerf", help="SPIn-NeRF label propagation (one mask given, mIoU/mAcc)")
-    parser.add_argument(
-        "--data", required=True, type=Path, help="SPIn-NeRF folder (scene folders) or one scene"
-    )
+def add_scene_benchmark_parser(subparsers, name: str, help_text: str, data_help: str, evaluate) -> None:
+    """``mvsam eval NAME --data DIR [--scenes ...]`` for a per-scene benchmark ``evaluate(data, predictor,
+    scenes=...) -> BenchmarkReport`` (SPIn-NeRF, NVOS)."""
+    parser = subparsers.add_parser(name, help=help_text)
+    parser.add_argument("--data", required=True, type=Path, help=data_help)
     parser.add_argument("--scenes", nargs="+", help="scene names (default: all)")
     parser.add_argument(
-        "--json", type=Path, default=Path("spinnerf_results.json"), help="where to write results"
+        "--json", type=Path, default=Path(f"{name}_results.json"), help="where to write results"
     )
     add_model_arguments(parser)
+
+    def run(args) -> int:
+        from mvsam.sam import load_predictor
+
+        predictor = load_predictor(args.model, checkpoint=args.checkpoint)
+        report = evaluate(args.data, predictor, scenes=args.scenes)
+        print(report.table())
+        write_json_report(args.json, report)
+        return 0
+
     parser.set_defaults(run=run)
 
 
-def run(args) -> int:
-    from mvsam.sam import load_predictor
-
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint)
-    report = evaluate_spinnerf(args.data, predictor, scenes=args.scenes)
-    print(report.table())
-    write_json_report(args.json, report)
-    return 0
+def add_eval_parser(subparsers) -> None:
+    add_scene_benchmark_parser(
+        subparsers,
+        "spinnerf",
+        "SPIn-NeRF label propagation (one mask given, mIoU/mAcc)",
+        "SPIn-NeRF folder (scene folders) or one scene",
+        evaluate_spinnerf,
+    )
