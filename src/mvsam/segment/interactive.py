@@ -61,12 +61,12 @@ class SegmenterConfig:
 
     max_iterations: int = 4  # propagation rounds after the prompted views are segmented
     tolerance: float = 0.01  # stop when the mean per-view mask change (1 - IoU) falls below this
-    positive_points: int = 3  # derived positive points per view
+    positive_points: int = 4  # derived positive points per view
     negative_points: int = 2  # derived negative points per view
     box_margin: float = 0.03  # the derived box grows by this share of its size on each side
     mask_prompt: bool = True  # from the second round on, feed each view its own previous logits
     min_visible: int = 12  # footprint pixels (working raster) below which a view does not see the object
-    prompt_weight: float = 4.0  # vote weight of prompted views (others vote 1)
+    prompt_weight: float = 8.0  # vote weight of prompted views (others vote 1)
     voxel_factor: float = 1.5  # voxel side = this x the median footprint of one working pixel
     depth_source: str = "auto"  # "auto" (dense when every posed view has depth), "dense" or "sparse"
     min_confidence: float = 0.0  # depth pixels with lower confidence are treated as unknown
