@@ -27,6 +27,7 @@ import numpy as np
 from mvsam.geometry import GeometrySettings, GeometryTimings, compute_geometry
 from mvsam.geometry.metrics import masked_iou, relative_rotation_errors, warp_mask
 from mvsam.geometry.sfm import reconstruct_cameras
+from mvsam.io.conventions import llff_to_world_from_cam
 from mvsam.io.images import read_mask_png
 from mvsam.io.loaders import load_scene
 
@@ -45,18 +46,6 @@ class Clock:
         self.cpu = time.process_time() - self.cpu
 
 
-def llff_world_from_cam(poses_bounds: np.ndarray) -> list[np.ndarray]:
-    """OpenCV world_from_cam of each LLFF row (3x5 c2w with columns [down, right, back])."""
-    poses = []
-    for row in poses_bounds:
-        c2w = row[:15].reshape(3, 5)
-        pose = np.eye(4)
-        pose[:3, :3] = np.stack([c2w[:, 1], c2w[:, 0], -c2w[:, 2]], axis=1)
-        pose[:3, 3] = c2w[:, 3]
-        poses.append(pose)
-    return poses
-
-
 def bench_sfm(folder: Path, cache: Path, poses_bounds: Path | None) -> dict:
     scene = load_scene(folder, format="images", cache_dir=cache)
     with Clock() as clock:
@@ -71,7 +60,7 @@ def bench_sfm(folder: Path, cache: Path, poses_bounds: Path | None) -> dict:
         "cpu_seconds": round(clock.cpu, 1),
     }
     if poses_bounds is not None:
-        reference = llff_world_from_cam(np.load(poses_bounds))
+        reference = [llff_to_world_from_cam(row[:15].reshape(3, 5))[0] for row in np.load(poses_bounds)]
         rows = [i for i, v in enumerate(scene.views) if v.camera is not None]
         errors = relative_rotation_errors(
             [scene.views[i].camera.world_from_cam for i in rows], [reference[i] for i in rows]

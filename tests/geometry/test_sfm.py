@@ -10,22 +10,11 @@ from PIL import Image
 
 from mvsam.geometry.metrics import relative_rotation_errors
 from mvsam.geometry.sfm import SfmSettings, reconstruct_cameras, run_sfm, triangulate_known_poses
+from mvsam.io.conventions import llff_to_world_from_cam
 from mvsam.io.loaders import load_scene
 from mvsam.io.loaders.undistort import undistort_points
 
 FERN_VIEWS = [0, 3, 6, 9]
-
-
-def llff_reference(poses_bounds: np.ndarray) -> list[np.ndarray]:
-    """OpenCV world_from_cam from LLFF rows (columns [down, right, back] -> [c1, c0, -c2])."""
-    poses = []
-    for row in poses_bounds:
-        c2w = row[:15].reshape(3, 5)
-        pose = np.eye(4)
-        pose[:3, :3] = np.stack([c2w[:, 1], c2w[:, 0], -c2w[:, 2]], axis=1)
-        pose[:3, 3] = c2w[:, 3]
-        poses.append(pose)
-    return poses
 
 
 @pytest.fixture
@@ -58,7 +47,10 @@ def test_fern_four_views(fern_folder, data_dir):
     assert report.registered == [v.name for v in scene.views] and not report.unregistered
     assert report.summary().startswith("4/4 views registered")
     assert report.matching == "exhaustive"
-    reference = llff_reference(np.load(data_dir / "llff_fern" / "poses_bounds.npy"))
+    reference = [
+        llff_to_world_from_cam(row[:15].reshape(3, 5))[0]
+        for row in np.load(data_dir / "llff_fern" / "poses_bounds.npy")
+    ]
     errors = relative_rotation_errors(
         [v.camera.world_from_cam for v in scene.views], [reference[i] for i in FERN_VIEWS]
     )
