@@ -13,6 +13,7 @@ from tqdm import tqdm
 from mvsam.cache import atomic_write_bytes
 from mvsam.commands.common import add_geometry_arguments, add_model_arguments, geometry_settings
 from mvsam.export.ply import write_ply
+from mvsam.export.result import source_record
 from mvsam.geometry import GeometryTimings, compute_geometry
 from mvsam.io.images import write_mask_png
 from mvsam.scene import Scene
@@ -72,17 +73,14 @@ def run(args) -> int:
     prompts = [parse_click(text) for text in args.prompt]
     prompts += [parse_box(text) for text in args.box]
     prompts += [parse_mask_prompt(text) for text in args.mask_prompt]
+    specs = [*args.prompt, *args.box, *args.mask_prompt]
     if not prompts:
         raise ValueError("give at least one --prompt, --box or --mask-prompt")
     scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
     timings = GeometryTimings()
     tick = time.perf_counter()
-    compute_geometry(
-        scene,
-        geometry_settings(args, compute_depth=args.depth_source != "sparse"),
-        progress=True,
-        timings=timings,
-    )
+    settings = geometry_settings(args, compute_depth=args.depth_source != "sparse")
+    compute_geometry(scene, settings, progress=True, timings=timings)
     geometry_seconds = time.perf_counter() - tick
     from mvsam.sam import load_predictor
 
@@ -99,7 +97,20 @@ def run(args) -> int:
     xyz, rgb = segmenter.object_points()
     write_ply(out / "object.ply", xyz, rgb)
     write_seconds = time.perf_counter() - tick
+    from mvsam.sam.weights import resolve_checkpoint
+
+    source = source_record(
+        scene,
+        "segment",
+        object_ids=[1],
+        prompts=[{"kind": type(p).__name__, "spec": spec} for p, spec in zip(prompts, specs, strict=True)],
+        model=args.model,
+        checkpoint=resolve_checkpoint(args.model, args.checkpoint),
+        geometry=settings,
+        scene_format=args.format,
+    )
     report = {
+        "source": source,
         "scene": str(scene.root),
         "mode": "sparse" if segmenter.sparse_mode else "dense",
         "iterations": result.iterations,

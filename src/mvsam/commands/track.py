@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.export.result import source_record
 from mvsam.io.images import read_mask_png, write_mask_png
 from mvsam.io.video import FolderFrames, FrameSource, open_frames
 from mvsam.scene import Scene
@@ -165,6 +166,30 @@ def scene_frames(scene: Scene) -> FolderFrames:
     return FolderFrames([view.image_path for view in scene.views], sizes.pop())
 
 
+def _source(args, scene: Scene | None, prompt: TrackPrompt) -> dict:
+    """What ``mvsam export`` needs to re-open the frames: the scene record of the tracked input."""
+    from mvsam.sam.weights import resolve_checkpoint
+
+    if scene is None:
+        scene = Scene.load(args.video)  # a video's frames or a frame folder, as export will read them
+    prompts = [
+        {"kind": "click", "spec": f"frame={spec.frame},x={spec.x},y={spec.y},label={spec.label}"}
+        if isinstance(spec, ClickSpec)
+        else {"kind": "box", "spec": f"frame={spec.frame},box={spec.box}"}
+        for spec in args.prompt
+    ]
+    if args.mask_prompt is not None:
+        prompts.append({"kind": "mask", "spec": f"frame={prompt.frame},path={args.mask_prompt.path}"})
+    return source_record(
+        scene,
+        "track",
+        object_ids=[1],
+        prompts=prompts,
+        model=args.model,
+        checkpoint=resolve_checkpoint(args.model, args.checkpoint),
+    )
+
+
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
@@ -194,6 +219,7 @@ def run(args) -> int:
         }
     seconds = time.perf_counter() - start
     report = {
+        "source": _source(args, scene, prompt),
         "video": str(args.video),
         "frames": len(frames),
         "geometry": scene is not None,
