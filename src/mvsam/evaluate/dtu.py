@@ -304,6 +304,11 @@ def add_eval_parser(subparsers) -> None:
     add_model_arguments(parser)
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
     parser.add_argument("--no-correction", action="store_true", help="skip the timed correction click")
+    parser.add_argument(
+        "--mesh",
+        action="store_true",
+        help="instead: clicks on the first --refs view, the object mesh, its silhouette IoU in every view",
+    )
     parser.set_defaults(run=run)
 
 
@@ -314,6 +319,15 @@ def run(args) -> int:
     predictor = load_predictor(
         args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
     )
+    if args.mesh:
+        from mvsam.evaluate.dtu_mesh import evaluate_dtu_mesh
+
+        score = evaluate_dtu_mesh(
+            args.data, args.refs[0], predictor, SegmenterConfig(max_iterations=args.iterations)
+        )
+        print(score.table())
+        write_json_report(args.json, score)
+        return 0
     report = evaluate_dtu(
         args.data,
         references=args.refs,
