@@ -36,7 +36,7 @@ class MeshSettings:
 
     resolution: int = 160  # voxels along the longest side of the object's box
     truncation: float = 3.0  # TSDF truncation distance, in voxels
-    min_inside: float = 0.75  # share of a voxel's un-occluded sightings that must be inside the masks
+    min_inside: float = 0.9  # share of a voxel's un-occluded sightings that must be inside the masks
     padding: float = 0.08  # box padding, as a share of the box's longest side
     keep_share: float = 0.1  # keep components with at least this share of the largest one's faces
     max_side: int = 640  # working raster long side (depth, masks, colours)
@@ -214,7 +214,7 @@ def reconstruct_mesh(
     if len(parts) > 1:
         largest = max(len(p.faces) for p in parts)
         mesh = trimesh.util.concatenate([p for p in parts if len(p.faces) >= settings.keep_share * largest])
-    if mesh.is_volume and mesh.volume < 0:
+    if mesh.volume < 0:  # marching cubes winds faces inward for this field
         mesh.invert()
     colors = _vertex_colors(rasters, mesh.vertices, tolerance=2.0 * voxel + settings.truncation * voxel)
     return ObjectMesh(
