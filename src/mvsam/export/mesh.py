@@ -116,27 +116,66 @@ def _box(points: np.ndarray, settings: MeshSettings) -> tuple[np.ndarray, float,
     return low, voxel, shape
 
 
-def _fuse(rasters: list[_Raster], centers: np.ndarray, voxel: float, settings: MeshSettings) -> np.ndarray:
-    """V float32 field: negative inside the object, positive outside (TSDF carved by the votes)."""
-    truncation = settings.truncation * voxel
-    tsdf = np.zeros(len(centers), np.float32)
-    weight = np.zeros(len(centers), np.float32)
-    inside = np.zeros(len(centers), np.float32)
-    outside = np.zeros(len(centers), np.float32)
+def _project_grid(
+    camera: Camera, origin: np.ndarray, voxel: float, shape: tuple[int, int, int], width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project the centres of a regular grid into a ``width x height`` raster of the camera.
+
+    Returns (flat indices of the voxels that land in the image, their flat pixel indices, their camera z).
+    Camera coordinates are affine in the voxel index, so they are sums of three broadcast axes in float32:
+    several times faster than projecting a list of millions of points.
+    """
+    cam_from_world = camera.cam_from_world
+    rotation, start = (
+        cam_from_world[:3, :3],
+        cam_from_world[:3, :3] @ (origin + 0.5 * voxel) + cam_from_world[:3, 3],
+    )
+    steps = [np.arange(n, dtype=np.float32) * np.float32(voxel) for n in shape]
+    xyz = [
+        (
+            np.float32(start[row])
+            + (rotation[row, 0] * steps[0]).astype(np.float32)[:, None, None]
+            + (rotation[row, 1] * steps[1]).astype(np.float32)[None, :, None]
+            + (rotation[row, 2] * steps[2]).astype(np.float32)[None, None, :]
+        ).reshape(-1)
+        for row in range(3)
+    ]
+    K = camera.K
+    z = xyz[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse_z = np.where(z > 0, 1.0 / z, np.float32(-1.0)).astype(np.float32)
+        cols = np.rint((K[0, 0] * xyz[0] + K[0, 1] * xyz[1]) * inverse_z + K[0, 2])
+        rows = np.rint((K[1, 1] * xyz[1]) * inverse_z + K[1, 2])
+    ok = (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    index = np.nonzero(ok)[0]
+    pixel = rows[index].astype(np.int64) * width + cols[index].astype(np.int64)
+    return index, pixel, z[index]
+
+
+def _fuse(
+    rasters: list[_Raster],
+    origin: np.ndarray,
+    voxel: float,
+    shape: tuple[int, int, int],
+    settings: MeshSettings,
+) -> np.ndarray:
+    """Flat float32 field over the grid: negative inside the object, positive outside."""
+    count = int(np.prod(shape))
+    truncation = np.float32(settings.truncation * voxel)
+    tsdf = np.zeros(count, np.float32)
+    weight = np.zeros(count, np.float32)
+    inside = np.zeros(count, np.float32)
+    outside = np.zeros(count, np.float32)
     for raster in rasters:
         height, width = raster.mask.shape
-        xy, z, ok = project_points(raster.camera, centers, width, height)
-        index = np.nonzero(ok)[0]
-        pixel = np.rint(xy[index, 1]).astype(np.int64) * width + np.rint(xy[index, 0]).astype(np.int64)
+        index, pixel, z = _project_grid(raster.camera, origin, voxel, shape, width, height)
         in_mask = raster.mask.reshape(-1)[pixel]
-        z = z[index]
         if raster.depth is not None:
             depth = raster.depth.reshape(-1)[pixel]
             known = depth > 0
             unoccluded = ~known | (z <= depth + truncation)
             near = in_mask & known & (depth - z >= -truncation)
-            sdf = np.clip((depth[near] - z[near]) / truncation, -1.0, 1.0)
-            tsdf[index[near]] += sdf
+            tsdf[index[near]] += np.clip((depth[near] - z[near]) / truncation, -1.0, 1.0)
             weight[index[near]] += 1.0
         else:
             unoccluded = np.ones(len(index), dtype=bool)
@@ -201,9 +240,7 @@ def reconstruct_mesh(
             f"inside the masks; run geometry with depth (mvsam reconstruct) or check the masks"
         )
     origin, voxel, shape = _box(points, settings)
-    axes = [origin[k] + (np.arange(shape[k]) + 0.5) * voxel for k in range(3)]
-    centers = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    field = _fuse(rasters, centers, voxel, settings).reshape(shape)
+    field = _fuse(rasters, origin, voxel, shape, settings).reshape(shape)
     occupancy = np.pad(-field, 1, constant_values=-1.0)  # positive inside; the border closes the surface
     if occupancy.max() <= 0:
         raise ValueError(f"the masks of {name} carve away every voxel: they disagree in 3D")
