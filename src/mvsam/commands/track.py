@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.cache import hash_file
 from mvsam.export.result import source_record
 from mvsam.io.images import read_mask_png, write_mask_png
 from mvsam.io.video import FolderFrames, FrameSource, open_frames
@@ -170,8 +171,6 @@ def _source(args, scene: Scene | None, prompt: TrackPrompt) -> dict:
     """What ``mvsam export`` needs to re-open the frames: the scene record of the tracked input."""
     from mvsam.sam.weights import resolve_checkpoint
 
-    if scene is None:
-        scene = Scene.load(args.video)  # a video's frames or a frame folder, as export will read them
     prompts = [
         {"kind": "click", "spec": f"frame={spec.frame},x={spec.x},y={spec.y},label={spec.label}"}
         if isinstance(spec, ClickSpec)
@@ -180,13 +179,21 @@ def _source(args, scene: Scene | None, prompt: TrackPrompt) -> dict:
     ]
     if args.mask_prompt is not None:
         prompts.append({"kind": "mask", "spec": f"frame={prompt.frame},path={args.mask_prompt.path}"})
+    checkpoint = resolve_checkpoint(args.model, args.checkpoint)
+    if scene is None:
+        try:
+            scene = Scene.load(args.video)  # a video's frames or a frame folder, as export will read them
+        except ValueError:  # e.g. a single frame: no scene to re-open, only the path
+            return {
+                "command": "track",
+                "scene": str(Path(args.video).absolute()),
+                "object_ids": [1],
+                "prompts": prompts,
+                "model": args.model,
+                "checkpoint_sha256": hash_file(checkpoint),
+            }
     return source_record(
-        scene,
-        "track",
-        object_ids=[1],
-        prompts=prompts,
-        model=args.model,
-        checkpoint=resolve_checkpoint(args.model, args.checkpoint),
+        scene, "track", object_ids=[1], prompts=prompts, model=args.model, checkpoint=checkpoint
     )
 
 
