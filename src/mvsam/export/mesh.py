@@ -231,7 +231,7 @@ def reconstruct_mesh(
     rasters = _rasters(scene, masks, settings.max_side, images=True)
     if not any(r.mask.any() for r in rasters):
         raise ValueError(f"{name} is empty in every view with a camera; nothing to reconstruct")
-    points, _ = masked_points(scene, masks, settings.max_side)
+    points, _ = masked_points(scene, masks, settings.max_side, colors=False)
     if len(points) < 10:
         points = _sparse_object_points(scene, rasters)
     if len(points) < 10:

@@ -20,10 +20,11 @@ def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def masked_points(
-    scene: Scene, masks: list[np.ndarray | None], max_side: int = 640, erode: int = 1
+    scene: Scene, masks: list[np.ndarray | None], max_side: int = 640, erode: int = 1, colors: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """(Nx3 float64 world points, Nx3 uint8 colours) of the mask pixels with known depth in every view.
 
+    With ``colors=False`` the images are not read and the colours are all 0.
     ``masks``: one HxW bool per scene view at image size, or None to skip the view. Masks are shrunk by
     ``erode`` pixels at the working raster first: edge pixels mix object and background depth.
     """
@@ -40,9 +41,11 @@ def masked_points(
         if not select.any():
             continue
         camera = resize_camera(view.camera, *size)
-        image = cv2.resize(view.load_image(), size, interpolation=cv2.INTER_AREA)
         all_xyz.append(unproject_pixels(camera, depth, select))
-        all_rgb.append(image[select])
+        if colors:
+            all_rgb.append(cv2.resize(view.load_image(), size, interpolation=cv2.INTER_AREA)[select])
+        else:
+            all_rgb.append(np.zeros((int(select.sum()), 3), np.uint8))
     if not all_xyz:
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
     return np.concatenate(all_xyz), np.concatenate(all_rgb)
