@@ -77,8 +77,10 @@ def test_reads_a_track_result(tmp_path, mobile_sam_checkpoint):
     assert result.views == ["00000", "00001", "00002"]
     assert result.load_scene().root == frames
     exported = tmp_path / "exported"
-    report = export(result, "davis,yolo", exported)
-    assert sorted(report.written) == ["davis", "yolo"]
+    report = export(result, "davis,yolo,coco", exported)
+    assert sorted(report.written) == ["coco", "davis", "yolo"]
+    coco = json.loads((exported / "instances.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == ["00000.jpg", "00001.jpg", "00002.jpg"]
     ids = Image.open(exported / "ids" / "00001.png")
     assert ids.mode == "P" and np.array_equal(np.asarray(ids) == 1, result.mask(1, "00001"))
 

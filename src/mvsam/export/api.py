@@ -117,6 +117,12 @@ def export(
     elif loaded is not None and {"nerfstudio"} & set(names) and not loaded.has_cameras:
         loaded = _geometry_scene(result, loaded)
     view_names = dict(result.names)
+    if loaded is None and "coco" in names and len(view_names) < len(result.views):
+        try:  # COCO's file_name wants the image names; the masks alone do not need the scene
+            loaded_names = result.load_scene(scene, check=False)
+            view_names.update({s: loaded_names.views[scene_view(loaded_names, s)].name for s in result.views})
+        except (ValueError, FileNotFoundError):
+            pass  # file_name falls back to <stem>.png
     if loaded is not None:
         view_names.update({s: loaded.views[scene_view(loaded, s)].name for s in result.views})
 

@@ -48,8 +48,9 @@ def davis_palette() -> list[int]:
 
 def union_mask(result: Result, object_ids: list[int], stem: str) -> np.ndarray:
     """HxW bool: the pixels of any of the objects."""
-    ids = result.ids(stem)
-    return np.isin(ids, object_ids) if result.layout == "ids" else _union(result, object_ids, stem)
+    if result.layout == "ids":
+        return np.isin(result.ids(stem), object_ids)
+    return _union(result, object_ids, stem)
 
 
 def _union(result: Result, object_ids: list[int], stem: str) -> np.ndarray:
