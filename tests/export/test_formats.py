@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pycolmap
 import pytest
 from PIL import Image
 from plyfile import PlyData
@@ -151,6 +152,8 @@ def test_colmap_masks_and_model(exported, demo_scene):
         line.split() for line in (root / "sparse/0/cameras.txt").read_text().splitlines() if line[0] != "#"
     ]
     assert len(lines) == 8 and len(cameras) == 8
+    model = pycolmap.Reconstruction(str(root / "sparse/0"))  # COLMAP itself reads the text model
+    assert model.num_reg_images() == 8 and model.image(1).name == "0.jpg"
     for line, camera, view in zip(lines, cameras, demo_scene.views, strict=True):
         values = line.split()
         assert values[9] == view.name and camera[1] == "PINHOLE"
