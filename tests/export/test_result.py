@@ -41,6 +41,7 @@ def test_reads_a_segment_result(segment_result, mobile_sam_checkpoint):
     assert np.array_equal(result.ids("3"), mask.astype(np.int64))
     scene = result.load_scene()
     assert scene.root == SCENE_DIR and len(scene.views) == 8
+    assert scene.cache_dir == segment_result.parent / "cache"  # the --cache-dir segment was given
     with pytest.raises(ValueError, match="no object with id 2"):
         result.mask(2, "3")
 

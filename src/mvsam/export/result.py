@@ -206,6 +206,7 @@ def _scene_reference(report: dict) -> SceneReference | None:
             source.get("scene_format"),
             source.get("images_key"),
             source.get("geometry"),
+            Path(source["cache_dir"]) if source.get("cache_dir") else None,
         )
     path = report.get("scene") or report.get("video")
     return SceneReference(Path(path)) if isinstance(path, str) else None
