@@ -58,7 +58,7 @@ def test_track_video_writes_masks_and_report(video, mobile_sam_checkpoint, tmp_p
     )
     assert code == 0
     files = sorted(p.name for p in (out / "masks").iterdir())
-    assert files == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    assert files == ["000000.png", "000001.png", "000002.png", "000003.png"]
     for index, name in enumerate(files):
         mask = read_mask_png(out / "masks" / name)
         assert mask.shape == SIZE
@@ -67,7 +67,7 @@ def test_track_video_writes_masks_and_report(video, mobile_sam_checkpoint, tmp_p
         assert image.mode == "L" and set(np.unique(np.asarray(image))) <= {0, 255}
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 4 and report["fps"] > 0
-    assert [r["frame"] for r in report["per_frame"]] == ["00000", "00001", "00002", "00003"]
+    assert [r["frame"] for r in report["per_frame"]] == ["000000", "000001", "000002", "000003"]
     assert all(r["present"] and 0 < r["score"] <= 1 for r in report["per_frame"])
 
 
@@ -117,7 +117,7 @@ def test_cli_reports_bad_input(video, tmp_path, capsys):
 def test_video_frames_stream_both_ways(video, monkeypatch):
     path, _, _ = video
     frames = open_frames(path)
-    assert len(frames) == 4 and frames.size == SIZE and frames.stems[0] == "00000"
+    assert len(frames) == 4 and frames.size == SIZE and frames.stems[0] == "000000"
     forward = dict(frames.iterate(range(0, 4)))
     monkeypatch.setattr("mvsam.io.video.REVERSE_CHUNK", 3)  # force two chunks going backwards
     backward = list(frames.iterate(range(3, -1, -1)))

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from mvsam.errors import InputError
 from mvsam.io.video import FrameSource
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
@@ -314,17 +315,17 @@ class _PassState:
 def validate_prompt(prompt: TrackPrompt, frames: FrameSource) -> None:
     """ValueError unless the prompt's frame exists and a mask prompt has the frames' size."""
     if not 0 <= prompt.frame < len(frames):
-        raise ValueError(
+        raise InputError(
             f"prompt frame {prompt.frame} is out of range: the video has frames 0..{len(frames) - 1}"
         )
     if prompt.mask is not None and np.shape(prompt.mask) != frames.size:
         height, width = np.shape(prompt.mask)[:2] if np.ndim(prompt.mask) >= 2 else (0, 0)
-        raise ValueError(
+        raise InputError(
             f"mask prompt is {width}x{height} but the frames are {frames.size[1]}x{frames.size[0]}; "
             "give a mask of the frame size"
         )
     if prompt.mask is not None and not np.any(prompt.mask):
-        raise ValueError(f"mask prompt on frame {prompt.frame} is empty")
+        raise InputError(f"mask prompt on frame {prompt.frame} is empty")
 
 
 class Tracker:
@@ -334,9 +335,9 @@ class Tracker:
         self.predictor = predictor
         self.config = config or TrackerConfig()
         if self.config.sam_every < 1 or self.config.redetect_every < 1:
-            raise ValueError("sam_every and redetect_every must be >= 1")
+            raise InputError("sam_every and redetect_every must be >= 1")
         if self.config.tiles not in (1, 4, 9):
-            raise ValueError(f"tiles must be 1, 4 or 9 (a square mosaic), got {self.config.tiles}")
+            raise InputError(f"tiles must be 1, 4 or 9 (a square mosaic), got {self.config.tiles}")
         self.flow = FlowCarrier(self.config.flow_max_side)
         self.grid = int(round(np.sqrt(self.config.tiles)))
 
@@ -421,7 +422,7 @@ class Tracker:
         (result,) = self.predictor.predict_batch([(embedding, request)], multimask=single_click)
         best = int(np.argmax(result.scores))
         if not result.masks[best].any():
-            raise ValueError(f"SAM found no object for the prompt on frame {prompt.frame}")
+            raise InputError(f"SAM found no object for the prompt on frame {prompt.frame}")
         return result.masks[best], float(result.scores[best])
 
     def _memory_for(self, image: np.ndarray, mask: np.ndarray) -> _Memory:
@@ -429,7 +430,7 @@ class Tracker:
         ((embedding, tile),) = self._encode_crops([image], [mask])
         vector = prototype(tile.mask_to_mosaic(mask), embedding)
         if vector is None:
-            raise ValueError("the prompted object is too small to track (under one SAM feature cell)")
+            raise InputError("the prompted object is too small to track (under one SAM feature cell)")
         return _Memory(anchor=vector, areas=[int(mask.sum())])
 
     # --- lost objects -----------------------------------------------------------------------------

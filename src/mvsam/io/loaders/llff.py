@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from mvsam.io.conventions import llff_hwf_to_K, llff_to_world_from_cam
+from mvsam.io.images import list_images, natural_key
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
-    list_image_files,
     make_camera,
-    natural_key,
     probe_images,
     require_file,
     require_single_size,
@@ -59,7 +58,7 @@ def load(root: Path, options: LoadOptions) -> Scene:
     if rows.ndim != 2 or rows.shape[1] != 17:
         raise ValueError(f"{poses_path}: expected an N x 17 array, got shape {rows.shape}")
     folder = image_folder(root, options.image_subdir)
-    paths = list_image_files(folder)
+    paths = list_images(folder)
     if len(paths) != len(rows):
         raise ValueError(f"{poses_path} has {len(rows)} poses but {folder} has {len(paths)} images")
     notes = Notes()

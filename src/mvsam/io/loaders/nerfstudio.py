@@ -19,11 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.io.conventions import K_pixel_corner_to_centre, opengl_c2w_to_world_from_cam
+from mvsam.io.images import natural_key
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
     make_camera,
-    natural_key,
     probe_images,
     require_file,
     require_single_size,
