@@ -1,7 +1,9 @@
 """Killed and concurrent runs: ``mvsam segment`` in subprocesses on cold copies of the bundled demo scene
-(its first 4 views: provided depth and poses, no SfM). A run killed with SIGKILL in any stage, or interrupted with Ctrl-C,
-leaves nothing that changes the next run's result and no temporary files; two runs started together on
-one cold scene wait for one geometry writer and write identical outputs."""
+(its first 4 views: provided depth and poses, no SfM).
+
+A run killed with SIGKILL in any stage, or interrupted with Ctrl-C, leaves nothing that changes the next
+run's result and no temporary files; two runs started together on one cold scene wait for one geometry
+writer and write identical outputs."""
 
 from __future__ import annotations
 
