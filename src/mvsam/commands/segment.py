@@ -26,6 +26,7 @@ from mvsam.export.ply import write_ply
 from mvsam.geometry import GeometryTimings, compute_geometry
 from mvsam.io.images import write_mask_png
 from mvsam.segment.interactive import Segmenter, SegmenterConfig, ViewResult
+from mvsam.segment.motion import check_static_object
 from mvsam.segment.prompts import group_prompts, parse_box, parse_mask_prompt, parse_point_or_box
 
 
@@ -108,10 +109,14 @@ def run(args) -> int:
     geometry_seconds = time.perf_counter() - tick
     segmenter = Segmenter(scene, predictor, config)
     result = segmenter.segment(prompts)
+    masks = [segmenter.mask(index) for index in range(len(scene.views))]
+    motion = check_static_object(scene, masks, [i for i, view in enumerate(result.views) if view.prompted])
+    if motion is not None and motion.moving:
+        result.notes.append(motion.message(str(args.scene)))
     tick = time.perf_counter()
     clear_outputs(out, OUTPUTS)
-    for index, view in enumerate(tqdm(scene.views, desc="writing masks", unit="view")):
-        write_mask_png(out / "masks" / f"{view.stem}.png", segmenter.mask(index))
+    for view, mask in zip(tqdm(scene.views, desc="writing masks", unit="view"), masks, strict=True):
+        write_mask_png(out / "masks" / f"{view.stem}.png", mask)
     xyz, rgb = segmenter.object_points()
     write_ply(out / "object.ply", xyz, rgb)
     if args.overlay:
@@ -134,6 +139,7 @@ def run(args) -> int:
             "all": time.perf_counter() - start,
         },
         "geometry_cached": timings.cached,
+        "static_check": None if motion is None else asdict(motion) | {"moving": motion.moving},
     }
     atomic_write_bytes(
         out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=str).encode()
