@@ -14,7 +14,7 @@ import av
 from PIL import Image
 from tqdm import tqdm
 
-from mvsam.cache import atomic_write_bytes
+from mvsam.cache import atomic_write_bytes, exclusive_lock
 from mvsam.io.images import list_images
 from mvsam.io.loaders.common import LoadOptions, require_views
 from mvsam.io.video import VIDEO_SUFFIXES, frame_stem
@@ -67,9 +67,10 @@ def load(path: Path, options: LoadOptions) -> Scene:
         "max_frames": options.video_max_frames,
     }
     stamp_path = frames_dir / STAMP_FILE
-    if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
-        _decode(path, frames_dir, options.video_stride, options.video_max_frames)
-        atomic_write_bytes(stamp_path, json.dumps(stamp).encode())
+    with exclusive_lock(options.cache_dir / ".frames.lock", f"the frames of {path}"):
+        if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
+            _decode(path, frames_dir, options.video_stride, options.video_max_frames)
+            atomic_write_bytes(stamp_path, json.dumps(stamp).encode())
     frames = list_images(frames_dir)
     require_views(len(frames), path, "decoded frames")
     with Image.open(frames[0]) as first:
