@@ -81,22 +81,33 @@ def interrupt(scene: Path, out: Path, env: dict[str, str], ready, sig: int, dela
 
 
 @pytest.fixture(scope="module")
-def reference(env, tmp_path_factory) -> dict[str, bytes]:
-    """The outputs of one uninterrupted run on a cold copy (it also exports the ONNX encoder once)."""
-    root = tmp_path_factory.mktemp("reference")
+def concurrent(env, tmp_path_factory) -> list[tuple[subprocess.Popen, str, Path]]:
+    """Two runs started together on one cold copy (and a cold user cache: both export the ONNX encoder)."""
+    root = tmp_path_factory.mktemp("concurrent")
     scene = cold_scene(root)
-    run(scene, root / "out", env)
-    return outputs(root / "out")
+    runs = []
+    for index in range(2):
+        out = root / f"out{index}"
+        process = subprocess.Popen(
+            command(scene, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        runs.append((process, out))
+    return [(process, process.communicate(timeout=600)[1], out) for process, out in runs]
 
 
-def test_concurrent_runs_on_one_cold_scene_agree(env, reference, tmp_path):
-    scene = cold_scene(tmp_path)
-    runs = [subprocess.Popen(command(scene, tmp_path / f"out{i}"), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
-    results = [process.communicate(timeout=300) for process in runs]
-    assert [process.returncode for process in runs] == [0, 0], [err[-2000:] for _, err in results]
-    assert outputs(tmp_path / "out0") == outputs(tmp_path / "out1") == reference
-    assert not temporaries(tmp_path)
+@pytest.fixture(scope="module")
+def reference(concurrent) -> dict[str, bytes]:
+    """The outputs of an uninterrupted run."""
+    assert concurrent[0][0].returncode == 0, concurrent[0][1][-3000:]
+    return outputs(concurrent[0][2])
+
+
+def test_concurrent_runs_on_one_cold_scene_agree(concurrent):
+    codes = [process.returncode for process, _, _ in concurrent]
+    assert codes == [0, 0], [err[-2000:] for _, err, _ in concurrent]
+    first, second = (outputs(out) for _, _, out in concurrent)
+    assert first == second
+    assert not temporaries(concurrent[0][2].parent)
 
 
 def test_killed_runs_leave_nothing_behind(env, reference, tmp_path):

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from mvsam.scene import Scene
 
+MIN_DEPTH_PIXELS = 20  # object pixels with depth below which the depth around the object is used
+RING = 0.02  # width of that ring around the object, as a share of the image diagonal
 MAX_POINTS = 2000  # object points sampled from the prompted views
 IN_VIEW = 0.5  # a view looks at the object when this share of its points projects into the image
 MIN_EXPECTED = 4  # fewer views looking at the object: too little evidence to say anything
@@ -41,11 +44,26 @@ class MotionCheck:
         )
 
 
+def _object_depth(mask: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Depth for the object's pixels: measured where valid. When the object has almost none (multi-view
+    stereo drops a moving object: it is inconsistent between views), the median depth of a ring of pixels
+    around it, where the object touches the scene, else of the whole view: what matters for "does another
+    view look at it" is mostly the ray direction, which is exact."""
+    valid = depth > 0
+    if np.count_nonzero(mask & valid) >= MIN_DEPTH_PIXELS or not mask.any() or not valid.any():
+        return depth
+    radius = max(3, round(RING * float(np.hypot(*mask.shape))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    ring = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) & ~mask & valid
+    around = depth[ring] if ring.any() else depth[valid]
+    return np.where(mask, np.float32(np.median(around)), depth)
+
+
 def check_static_object(scene: Scene, masks: list[np.ndarray], prompted: list[int]) -> MotionCheck | None:
     """Count views that look at the prompted object's 3D points and views that found it.
 
     ``masks``: HxW bool per view (the segmentation's result). Points come from the prompted views' masks
-    and depth (camera z); returns None when those views have no camera or depth (nothing to check with).
+    and depth (camera z; see ``_object_depth``); returns None when those views have no camera or depth.
     """
     rng = np.random.default_rng(0)
     points = []
@@ -53,12 +71,13 @@ def check_static_object(scene: Scene, masks: list[np.ndarray], prompted: list[in
         view = scene.views[index]
         if view.camera is None or view.depth is None:
             continue
-        rows, cols = np.nonzero(masks[index] & (view.depth > 0))
+        depth = _object_depth(masks[index], view.depth)
+        rows, cols = np.nonzero(masks[index] & (depth > 0))
         if len(rows) > MAX_POINTS:
             keep = rng.choice(len(rows), MAX_POINTS, replace=False)
             rows, cols = rows[keep], cols[keep]
         xy = np.stack([cols, rows], axis=1).astype(np.float64)
-        points.append(view.camera.unproject(xy, view.depth[rows, cols]))
+        points.append(view.camera.unproject(xy, depth[rows, cols]))
     if not points or not sum(len(p) for p in points):
         return None
     world = np.concatenate(points)
