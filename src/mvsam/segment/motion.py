@@ -26,20 +26,28 @@ MIN_SEEN = 0.25  # found in a smaller share of the views that look at it: the ob
 
 @dataclass(frozen=True)
 class MotionCheck:
-    """How many views look at the prompted object (``expected``) and how many of them found it."""
+    """How many views look at the prompted object (``expected``) and how many of them found it (``seen``);
+    ``others`` counts all posed views that were not prompted and ``found`` those that found the object."""
 
     expected: int
     seen: int
+    others: int
+    found: int
 
     @property
     def moving(self) -> bool:
-        """True when the object is missing from most views that look at where it was."""
-        return self.expected >= MIN_EXPECTED and self.seen < MIN_SEEN * self.expected
+        """True when the object is missing from most views that look at where it was, or from every other
+        view (a fast camera following a moving object looks away from where it was)."""
+        missing_where_expected = self.expected >= MIN_EXPECTED and self.seen < MIN_SEEN * self.expected
+        return missing_where_expected or (self.others >= MIN_EXPECTED and self.found == 0)
 
     def message(self, scene_name: str) -> str:
+        if self.expected >= MIN_EXPECTED and self.seen < MIN_SEEN * self.expected:
+            where = f"in only {self.seen} of the {self.expected} views that look at where it is when prompted"
+        else:
+            where = f"in none of the {self.others} other views with a camera"
         return (
-            f"the object was found in only {self.seen} of the {self.expected} views that look at where it "
-            f"is in the prompted view: it probably moves. `mvsam segment` assumes a static scene; for a "
+            f"the object was found {where}: it probably moves. `mvsam segment` assumes a static scene; for a "
             f"moving object use `mvsam track {scene_name} --prompt 'frame=...,x=...,y=...'`"
         )
 
@@ -81,14 +89,16 @@ def check_static_object(scene: Scene, masks: list[np.ndarray], prompted: list[in
     if not points or not sum(len(p) for p in points):
         return None
     world = np.concatenate(points)
-    expected = seen = 0
+    expected = seen = others = found = 0
     for index, view in enumerate(scene.views):
         if index in prompted or view.camera is None:
             continue
+        others += 1
+        found += bool(masks[index].any())
         xy, z = view.camera.project(world)
         inside = (z > 0) & (xy[:, 0] >= -0.5) & (xy[:, 0] <= view.width - 0.5)
         inside &= (xy[:, 1] >= -0.5) & (xy[:, 1] <= view.height - 0.5)
         if inside.mean() >= IN_VIEW:
             expected += 1
             seen += bool(masks[index].any())
-    return MotionCheck(expected, seen)
+    return MotionCheck(expected, seen, others, found)
