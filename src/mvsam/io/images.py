@@ -36,6 +36,8 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
     try:
         with Image.open(path) as image:
             yield image
+    except InputError:
+        raise  # already says what is wrong, raised by the caller's block
     except Image.DecompressionBombError as error:
         raise InputError(
             f"{path}: the {what} is too large to read safely ({error}); downscale it (e.g. to 4000 px)"
