@@ -11,6 +11,9 @@ import importlib
 import logging
 import sys
 
+from mvsam import __version__
+from mvsam.errors import InputError
+
 # Order here is the order shown in ``mvsam --help``.
 COMMAND_MODULES = [
     "mvsam.commands.demo",
@@ -23,12 +26,34 @@ COMMAND_MODULES = [
 ]
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help when it has a meaningful default not already named."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Subcommand parsers show option defaults in ``--help`` (choices are shown by argparse itself)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mvsam", description="Segment Anything masks that agree across many views of one scene."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug logging")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"mvsam {__version__}")
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_parser(subparsers)
     return parser
@@ -42,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except (InputError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+        # User mistakes: one line. Other exceptions are bugs and keep their traceback.
         print(f"mvsam {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mvsam {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mvsam.errors import InputError
+
 
 @dataclass
 class Camera:
@@ -105,7 +107,7 @@ class View:
 
         image = read_rgb(self.image_path)
         if image.shape[:2] != (self.height, self.width):
-            raise ValueError(
+            raise InputError(
                 f"{self.image_path}: expected {self.width}x{self.height}, file is "
                 f"{image.shape[1]}x{image.shape[0]}"
             )
@@ -148,10 +150,10 @@ class Scene:
 
     def __post_init__(self) -> None:
         if not self.views:
-            raise ValueError(f"{self.root}: the scene has no views")
+            raise InputError(f"{self.root}: the scene has no views")
         names = [view.name for view in self.views]
         if len(set(names)) != len(names):
-            raise ValueError(f"{self.root}: view names are not unique")
+            raise InputError(f"{self.root}: view names are not unique")
 
     def __len__(self) -> int:
         return len(self.views)
@@ -169,19 +171,7 @@ class Scene:
 
         Names win over indices: ``"000003"`` means the view whose stem is 000003 if there is one.
         """
-        if isinstance(key, str):
-            for index, view in enumerate(self.views):
-                if key in (view.name, view.stem):
-                    return index
-            if not key.isdigit():
-                examples = ", ".join(v.name for v in self.views[:3])
-                raise ValueError(
-                    f"unknown view {key!r}; use a file name (e.g. {examples}) or a 0-based index"
-                )
-        index = int(key)
-        if not 0 <= index < len(self.views):
-            raise ValueError(f"view index {index} is out of range 0..{len(self.views) - 1}")
-        return index
+        return resolve_view([view.name for view in self.views], key)
 
     @classmethod
     def load(cls, path: str | Path, **options) -> Scene:
@@ -195,3 +185,21 @@ class Scene:
         from mvsam.geometry.pipeline import compute_geometry
 
         return compute_geometry(self, settings, progress=progress)
+
+
+def resolve_view(names: list[str], key: str | int, what: str = "view") -> int:
+    """Index into ``names`` (file names) of ``key``: a file name, a stem, else a 0-based index.
+
+    Names win over indices, so ``"0007"`` is the file ``0007.jpg`` when there is one, not index 7.
+    """
+    if isinstance(key, str):
+        for index, name in enumerate(names):
+            if key in (name, Path(name).stem):
+                return index
+        if not key.isdigit():
+            examples = ", ".join(names[:3])
+            raise InputError(f"unknown {what} {key!r}; use a file name (e.g. {examples}) or a 0-based index")
+    index = int(key)
+    if not 0 <= index < len(names):
+        raise InputError(f"{what} index {index} is out of range 0..{len(names) - 1}")
+    return index

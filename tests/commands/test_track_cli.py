@@ -11,17 +11,11 @@ import pytest
 from PIL import Image
 
 from mvsam.cli import main
-from mvsam.commands.track import (
-    BoxSpec,
-    ClickSpec,
-    build_prompt,
-    parse_mask_prompt,
-    parse_prompt,
-    static_scene,
-)
+from mvsam.commands.track import build_prompt, static_scene
 from mvsam.evaluate.metrics import iou
 from mvsam.io.images import read_mask_png, write_mask_png
 from mvsam.io.video import open_frames
+from mvsam.segment.prompts import BoxPrompt, Click, parse_mask_prompt, parse_point_or_box
 
 SIZE = (240, 428)  # (height, width), even sides for H.264
 
@@ -58,7 +52,7 @@ def test_track_video_writes_masks_and_report(video, mobile_sam_checkpoint, tmp_p
     )
     assert code == 0
     files = sorted(p.name for p in (out / "masks").iterdir())
-    assert files == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    assert files == ["000000.png", "000001.png", "000002.png", "000003.png"]
     for index, name in enumerate(files):
         mask = read_mask_png(out / "masks" / name)
         assert mask.shape == SIZE
@@ -67,35 +61,39 @@ def test_track_video_writes_masks_and_report(video, mobile_sam_checkpoint, tmp_p
         assert image.mode == "L" and set(np.unique(np.asarray(image))) <= {0, 255}
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 4 and report["fps"] > 0
-    assert [r["frame"] for r in report["per_frame"]] == ["00000", "00001", "00002", "00003"]
+    assert [r["frame"] for r in report["per_frame"]] == ["000000", "000001", "000002", "000003"]
     assert all(r["present"] and 0 < r["score"] <= 1 for r in report["per_frame"])
 
 
-def test_prompt_strings_parse_into_typed_specs(tmp_path):
-    assert parse_prompt("frame=2,x=10.5,y=20") == ClickSpec(2, 10.5, 20.0, 1)
-    assert parse_prompt("frame=0, x=1, y=2, label=0") == ClickSpec(0, 1.0, 2.0, 0)
-    assert parse_prompt("frame=1,x0=1,y0=2,x1=30,y1=40") == BoxSpec(1, (1.0, 2.0, 30.0, 40.0))
-    assert parse_mask_prompt("frame=3,path=m.png").frame == 3
-    prompt = build_prompt([ClickSpec(1, 5, 6, 1), ClickSpec(1, 7, 8, 0), BoxSpec(1, (0, 0, 9, 9))], None)
+def test_prompt_strings_parse_like_segment_prompts(tmp_path):
+    """track speaks segment's prompt vocabulary: frame= is view=, frames resolve by name before index."""
+    assert parse_point_or_box("frame=2,x=10.5,y=20") == Click("2", 10.5, 20.0, True)
+    assert parse_point_or_box("frame=0, x=1, y=2, label=0") == Click("0", 1.0, 2.0, False)
+    assert parse_point_or_box("view=1,x0=1,y0=2,x1=30,y1=40") == BoxPrompt("1", 1.0, 2.0, 30.0, 40.0)
+    names = ["00000.jpg", "00001.jpg", "00002.jpg"]
+    prompt = build_prompt([Click("1", 5, 6), Click("00001", 7, 8, False), BoxPrompt(1, 0, 0, 9, 9)], names)
     assert prompt.frame == 1 and prompt.labels.tolist() == [1, 0] and prompt.box.tolist() == [0, 0, 9, 9]
     for bad, message in [
-        ("frame=0,x=1", "lacks y"),
-        ("frame=a,x=1,y=2", "not an integer"),
+        ("frame=0,x=1", "missing y"),
+        ("frame=0,x=abc", "'abc' is not a number"),
         ("frame=0,x=1,y=2,label=3", "label must be"),
         ("frame=0,x=1,y=2,colour=red", "unknown key 'colour'"),
         ("frame=0,x=1,x=2,y=3", "given twice"),
-        ("frame=0,x0=1,y0=2", "lacks x1, y1"),
-        ("x=1,y=2", "lacks frame"),
-        ("frame=0,x=1,y", "expected key=value"),
+        ("frame=0,view=1,x=1,y=2", "given twice"),
+        ("frame=0,x0=1,y0=2", "missing x1, y1"),
+        ("x=1,y=2", "missing view"),
+        ("frame=0,x=1,y", "not key=value"),
     ]:
         with pytest.raises(ValueError, match=message):
-            parse_prompt(bad)
+            parse_point_or_box(bad)
     with pytest.raises(ValueError, match="one frame"):
-        build_prompt([ClickSpec(0, 1, 1), ClickSpec(1, 1, 1)], None)
+        build_prompt([Click(0, 1, 1), Click(1, 1, 1)], names)
     with pytest.raises(ValueError, match="no prompt"):
-        build_prompt([], None)
+        build_prompt([], names)
+    with pytest.raises(ValueError, match="out of range"):
+        build_prompt([Click("7", 1, 1)], names)
     with pytest.raises(FileNotFoundError):
-        build_prompt([], parse_mask_prompt(f"frame=0,path={tmp_path / 'missing.png'}"))
+        parse_mask_prompt(f"frame=0,path={tmp_path / 'missing.png'}")
 
 
 def test_cli_reports_bad_input(video, tmp_path, capsys):
@@ -117,7 +115,7 @@ def test_cli_reports_bad_input(video, tmp_path, capsys):
 def test_video_frames_stream_both_ways(video, monkeypatch):
     path, _, _ = video
     frames = open_frames(path)
-    assert len(frames) == 4 and frames.size == SIZE and frames.stems[0] == "00000"
+    assert len(frames) == 4 and frames.size == SIZE and frames.stems[0] == "000000"
     forward = dict(frames.iterate(range(0, 4)))
     monkeypatch.setattr("mvsam.io.video.REVERSE_CHUNK", 3)  # force two chunks going backwards
     backward = list(frames.iterate(range(3, -1, -1)))

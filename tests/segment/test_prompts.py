@@ -20,7 +20,7 @@ from mvsam.segment.prompts import (
 def test_parse_click_box_mask(tmp_path):
     click = parse_click("view=000000.jpg,x=800,y=500.5,label=0")
     assert click == Click("000000.jpg", 800.0, 500.5, positive=False)
-    assert parse_click("view=3, x=1, y=2").view == 3 and parse_click("view=3,x=1,y=2").positive
+    assert parse_click("view=3, x=1, y=2").view == "3" and parse_click("view=3,x=1,y=2").positive
     assert parse_box("view=a.png,x0=1,y0=2,x1=30,y1=40").as_array().tolist() == [1, 2, 30, 40]
     mask = np.zeros((5, 6), bool)
     mask[1:3, 2:4] = True

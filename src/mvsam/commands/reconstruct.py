@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
-from mvsam.commands.common import add_geometry_arguments, geometry_settings
+from mvsam.commands.common import (
+    add_geometry_arguments,
+    add_scene_arguments,
+    check_output_folder,
+    clear_outputs,
+    geometry_settings,
+    load_scene,
+)
+from mvsam.errors import InputError
 from mvsam.export.ply import write_ply
 from mvsam.geometry import GeometryTimings, compute_geometry, fuse_depth
 from mvsam.scene import Scene
@@ -21,8 +30,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("scene", help="scene folder or video (any supported layout)")
     parser.add_argument("--out", required=True, help="output folder for views.json, depth/, points.ply")
-    parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
-    parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
+    add_scene_arguments(parser)
     parser.add_argument("--no-depth", action="store_true", help="cameras and sparse points only")
     add_geometry_arguments(parser)
     parser.add_argument("--min-confidence", type=float, default=0.3, help="points.ply confidence cut")
@@ -30,9 +38,12 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+OUTPUTS = ["views.json", "depth", "points.ply"]
+
+
 def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: float | None) -> list[Path]:
     """views.json, depth/<stem>.npy per view with depth, points.ply (when any depth); returns the paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, OUTPUTS)
     records = []
     written = []
     for view in tqdm(scene.views, desc="writing depth", unit="view"):
@@ -47,8 +58,9 @@ def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: fl
         records.append(record)
         if view.depth is not None:
             path = out / "depth" / f"{view.stem}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, view.depth.astype(np.float32))
+            buffer = io.BytesIO()
+            np.save(buffer, view.depth.astype(np.float32))
+            atomic_write_bytes(path, buffer.getvalue())
             written.append(path)
     atomic_write_bytes(out / "views.json", json.dumps(records, indent=1).encode())
     written.append(out / "views.json")
@@ -61,10 +73,15 @@ def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: fl
 
 def run(args) -> int:
     settings = geometry_settings(args, compute_depth=not args.no_depth)
-    scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
+    if args.min_confidence < 0 or args.min_confidence > 1:
+        raise InputError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
+    if args.voxel_size is not None and not args.voxel_size > 0:
+        raise InputError(f"--voxel-size must be > 0, got {args.voxel_size}")
+    out = check_output_folder(args.out)
+    scene = load_scene(args)
     timings = GeometryTimings()
     compute_geometry(scene, settings, progress=True, timings=timings)
-    written = write_outputs(scene, Path(args.out), args.min_confidence, args.voxel_size)
+    written = write_outputs(scene, out, args.min_confidence, args.voxel_size)
     for note in scene.notes:
         print(f"note: {note}")
     registered = sum(view.camera is not None for view in scene.views)

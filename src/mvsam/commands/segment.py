@@ -11,14 +11,24 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
-from mvsam.commands.common import add_geometry_arguments, add_model_arguments, geometry_settings
+from mvsam.commands.common import (
+    add_geometry_arguments,
+    add_model_arguments,
+    add_scene_arguments,
+    check_output_folder,
+    clear_outputs,
+    geometry_settings,
+    load_scene,
+    write_overlays,
+)
+from mvsam.errors import InputError
 from mvsam.export.ply import write_ply
 from mvsam.export.result import source_record
 from mvsam.geometry import GeometryTimings, compute_geometry
 from mvsam.io.images import write_mask_png
-from mvsam.scene import Scene
 from mvsam.segment.interactive import Segmenter, SegmenterConfig, ViewResult
-from mvsam.segment.prompts import parse_box, parse_click, parse_mask_prompt
+from mvsam.segment.motion import check_static_object
+from mvsam.segment.prompts import group_prompts, parse_box, parse_mask_prompt, parse_point_or_box
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +41,8 @@ def add_parser(subparsers) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="a click: 'view=NAME|INDEX,x=X,y=Y[,label=1|0]' (repeatable; label 0 = background)",
+        help="a click: 'view=NAME|INDEX,x=X,y=Y[,label=1|0]' (repeatable; label 0 = background; "
+        "frame= works as view=; a box spelled as for --box is accepted too)",
     )
     parser.add_argument(
         "--box",
@@ -45,11 +56,12 @@ def add_parser(subparsers) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="a mask: 'view=NAME|INDEX,path=mask.png'",
+        help="a mask: 'view=NAME|INDEX,path=mask.png[,object=ID]' (any non-zero pixel is the object; "
+        "object= picks one id of a palette/label image)",
     )
     parser.add_argument("--out", required=True, help="output folder: masks/, object.ply, report.json")
-    parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
-    parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
+    parser.add_argument("--overlay", action="store_true", help="also write overlays/<view>.jpg")
+    add_scene_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
     parser.add_argument(
@@ -68,34 +80,50 @@ def _view_record(view: ViewResult) -> dict:
     return record
 
 
+OUTPUTS = ["masks", "overlays", "object.ply", "report.json"]
+
+
 def run(args) -> int:
     start = time.perf_counter()
-    prompts = [parse_click(text) for text in args.prompt]
+    # Everything checkable is checked before the slow part (geometry, embeddings).
+    prompts = [parse_point_or_box(text) for text in args.prompt]
     prompts += [parse_box(text) for text in args.box]
     prompts += [parse_mask_prompt(text) for text in args.mask_prompt]
     specs = [*args.prompt, *args.box, *args.mask_prompt]
     if not prompts:
-        raise ValueError("give at least one --prompt, --box or --mask-prompt")
-    scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
-    timings = GeometryTimings()
-    tick = time.perf_counter()
+        raise InputError("give at least one --prompt, --box or --mask-prompt")
+    if args.iterations < 1:
+        raise InputError(f"--iterations must be >= 1, got {args.iterations}")
+    config = SegmenterConfig(max_iterations=args.iterations, depth_source=args.depth_source)
+    config.validate()
     settings = geometry_settings(args, compute_depth=args.depth_source != "sparse")
-    compute_geometry(scene, settings, progress=True, timings=timings)
-    geometry_seconds = time.perf_counter() - tick
+    out = check_output_folder(args.out)
+    scene = load_scene(args)
+    group_prompts(prompts, scene.view_index, [(view.width, view.height) for view in scene.views])
     from mvsam.sam import load_predictor
 
     predictor = load_predictor(
         args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
     )
-    config = SegmenterConfig(max_iterations=args.iterations, depth_source=args.depth_source)
+    timings = GeometryTimings()
+    tick = time.perf_counter()
+    compute_geometry(scene, settings, progress=True, timings=timings)
+    geometry_seconds = time.perf_counter() - tick
     segmenter = Segmenter(scene, predictor, config)
     result = segmenter.segment(prompts)
+    masks = [segmenter.mask(index) for index in range(len(scene.views))]
+    motion = check_static_object(scene, masks, [i for i, view in enumerate(result.views) if view.prompted])
+    if motion is not None and motion.moving:
+        result.notes.append(motion.message(str(args.scene)))
     tick = time.perf_counter()
-    out = Path(args.out)
-    for index, view in enumerate(tqdm(scene.views, desc="writing masks", unit="view")):
-        write_mask_png(out / "masks" / f"{view.stem}.png", segmenter.mask(index))
+    clear_outputs(out, OUTPUTS)
+    for view, mask in zip(tqdm(scene.views, desc="writing masks", unit="view"), masks, strict=True):
+        write_mask_png(out / "masks" / f"{view.stem}.png", mask)
     xyz, rgb = segmenter.object_points()
     write_ply(out / "object.ply", xyz, rgb)
+    if args.overlay:
+        images = ((index, view.load_image()) for index, view in enumerate(scene.views))
+        write_overlays(out, images, [view.stem for view in scene.views])
     write_seconds = time.perf_counter() - tick
     from mvsam.sam.weights import resolve_checkpoint
 
@@ -126,6 +154,7 @@ def run(args) -> int:
             "all": time.perf_counter() - start,
         },
         "geometry_cached": timings.cached,
+        "static_check": None if motion is None else asdict(motion) | {"moving": motion.moving},
     }
     atomic_write_bytes(
         out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=str).encode()

@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mvsam.commands.common import add_model_arguments, write_json_report
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import boundary_f, iou
 from mvsam.io.images import list_images, read_mask_png
 from mvsam.io.video import open_frames
@@ -94,10 +95,10 @@ def evaluate_davis(tracker: Tracker, data: str | Path, sequences: list[str] | No
     if sequences:
         unknown = sorted(set(sequences) - set(available))
         if unknown:
-            raise ValueError(f"unknown sequences {unknown}; {data} has {', '.join(available)}")
+            raise InputError(f"unknown sequences {unknown}; {data} has {', '.join(available)}")
     names = sequences or available
     if not names:
-        raise ValueError(f"{data}: no sequences found")
+        raise InputError(f"{data}: no sequences found")
     scores = []
     for name in names:
         scores.append(evaluate_sequence(tracker, data, name))

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.commands.common import add_model_arguments, write_json_report
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import boundary_f, iou, multiview_consistency, pixel_accuracy, precision, recall
 from mvsam.evaluate.protocol import correction_click, protocol_clicks
 from mvsam.geometry import GeometrySettings, GeometryTimings, compute_geometry
@@ -109,12 +110,12 @@ def load_ground_truth(data: Path, scene: Scene) -> list[np.ndarray]:
         raise FileNotFoundError(f"{data} has no mask/ folder with ground-truth masks")
     files = list_images(folder)
     if len(files) != len(scene.views):
-        raise ValueError(f"{folder} has {len(files)} masks for {len(scene.views)} images")
+        raise InputError(f"{folder} has {len(files)} masks for {len(scene.views)} images")
     masks = []
     for path, view in zip(files, scene.views, strict=True):
         mask = read_mask_png(path)
         if mask.shape != (view.height, view.width):
-            raise ValueError(
+            raise InputError(
                 f"{path} is {mask.shape[1]}x{mask.shape[0]}, image {view.name} is {view.width}x{view.height}"
             )
         masks.append(mask)
@@ -208,13 +209,13 @@ def evaluate_dtu(
     data = Path(data)
     for protocol in protocols:
         if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+            raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     scene = Scene.load(data, cache_dir=None if cache_dir is None else Path(cache_dir))
     seconds = {"load": time.perf_counter() - start}
     gts = load_ground_truth(data, scene)
     for reference in references:
         if not 0 <= reference < len(scene.views):
-            raise ValueError(f"reference view {reference} is out of range 0..{len(scene.views) - 1}")
+            raise InputError(f"reference view {reference} is out of range 0..{len(scene.views) - 1}")
     tick = time.perf_counter()
     timings = GeometryTimings()
     compute_geometry(scene, geometry, progress=progress, timings=timings)

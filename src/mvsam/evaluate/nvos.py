@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.errors import InputError
 from mvsam.evaluate.protocol import scribble_clicks
 from mvsam.evaluate.spinnerf import (
     BenchmarkReport,
@@ -63,13 +64,13 @@ def _view_by_stem(scene: Scene, stem: str, what: str) -> int:
     for index, view in enumerate(scene.views):
         if view.stem.lower() == stem:
             return index
-    raise ValueError(f"{what} {stem!r} names no image of the scene ({scene.views[0].name}, ...)")
+    raise InputError(f"{what} {stem!r} names no image of the scene ({scene.views[0].name}, ...)")
 
 
 def _one(files: list[Path], word: str, folder: Path) -> Path:
     matches = [p for p in files if word in p.stem.lower()]
     if len(matches) != 1:
-        raise ValueError(f"{folder}: expected one scribble with {word!r} in its name, found {len(matches)}")
+        raise InputError(f"{folder}: expected one scribble with {word!r} in its name, found {len(matches)}")
     return matches[0]
 
 
@@ -79,7 +80,7 @@ def load_nvos_scene(data: Path, name: str) -> tuple[Scene, int, int, list[Click]
     scene = Scene.load(_scene_dir(data, name), format="llff")
     references = list_images(root / "reference_image" / name)
     if len(references) != 1:
-        raise ValueError(
+        raise InputError(
             f"{root / 'reference_image' / name}: expected one reference image, found {len(references)}"
         )
     reference = _view_by_stem(scene, references[0].stem, "reference image")
@@ -90,10 +91,10 @@ def load_nvos_scene(data: Path, name: str) -> tuple[Scene, int, int, list[Click]
     clicks = scribble_clicks(positive, negative)
     masks = list_images(root / "masks" / name)
     if len(masks) != 1:
-        raise ValueError(f"{root / 'masks' / name}: expected one target mask, found {len(masks)}")
+        raise InputError(f"{root / 'masks' / name}: expected one target mask, found {len(masks)}")
     target = _view_by_stem(scene, masks[0].stem.removesuffix("_mask"), "target mask")
     if target == reference:
-        raise ValueError(f"NVOS scene {name!r}: the target view is the reference view")
+        raise InputError(f"NVOS scene {name!r}: the target view is the reference view")
     truth = read_label(masks[0], scene.views[target].width, scene.views[target].height)
     prompts = [
         Click(reference, float(x), float(y), bool(label))
@@ -116,7 +117,7 @@ def evaluate_nvos(
     if scenes:
         unknown = set(scenes) - set(names)
         if unknown:
-            raise ValueError(f"unknown scenes {sorted(unknown)}; have {names}")
+            raise InputError(f"unknown scenes {sorted(unknown)}; have {names}")
         names = [n for n in names if n in scenes]
     results = []
     for name in tqdm(names, desc="NVOS scenes", unit="scene", disable=not progress):

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvsam.commands.common import add_model_arguments, write_json_report
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import iou, pixel_accuracy
 from mvsam.geometry import GeometrySettings, compute_geometry
 from mvsam.io.images import list_images, read_mask_png
@@ -78,7 +79,7 @@ def find_labels(scene_dir: Path, scene: Scene) -> dict[int, Path]:
             labels = {i: files[v.stem.lower()] for i, v in enumerate(scene.views) if v.stem.lower() in files}
             if labels:
                 return labels
-            raise ValueError(f"{scene_dir / folder} has no label named after any image of {scene_dir}")
+            raise InputError(f"{scene_dir / folder} has no label named after any image of {scene_dir}")
     raise FileNotFoundError(f"{scene_dir}: no label folder (looked for {', '.join(LABEL_FOLDERS)})")
 
 
@@ -100,7 +101,7 @@ def score_propagation(
     segmenter.segment(prompts)
     scored = [i for i in sorted(truth) if i != reference]
     if not scored:
-        raise ValueError(f"{name}: no labelled view besides the reference to score")
+        raise InputError(f"{name}: no labelled view besides the reference to score")
     ious = {scene.views[i].name: iou(segmenter.mask(i), truth[i]) for i in scored}
     accuracy = float(np.mean([pixel_accuracy(segmenter.mask(i), truth[i]) for i in scored]))
     return SceneScore(
@@ -140,7 +141,7 @@ def evaluate_spinnerf(
     if scenes:
         unknown = set(scenes) - {f.name for f in folders}
         if unknown:
-            raise ValueError(f"unknown scenes {sorted(unknown)}; have {[f.name for f in folders]}")
+            raise InputError(f"unknown scenes {sorted(unknown)}; have {[f.name for f in folders]}")
         folders = [f for f in folders if f.name in scenes]
     results = []
     for folder in tqdm(folders, desc="SPIn-NeRF scenes", unit="scene", disable=not progress):

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mvsam.cache import atomic_save_npz, hash_array, hash_bytes, hash_file, load_npz
+from mvsam.cache import (
+    atomic_save_npz,
+    exclusive_lock,
+    hash_array,
+    hash_bytes,
+    hash_file,
+    load_npz,
+    remove_orphan_temporaries,
+)
+from mvsam.errors import InputError
 from mvsam.geometry.mvs import MvsSettings, compute_mvs_depth, upsample_depth
 from mvsam.geometry.sfm import SfmSettings, reconstruct_cameras, triangulate_known_poses
 from mvsam.io.loaders.undistort import has_distortion, undistort_points, undistorted_image
@@ -171,7 +180,7 @@ def _ensure_cameras(
         return
     if not settings.allow_sfm:
         missing = [v.name for v in scene.views if v.camera is None]
-        raise ValueError(
+        raise InputError(
             f"{len(missing)} of {len(scene.views)} views have no camera (e.g. {', '.join(missing[:3])}) "
             "and SfM is disabled; enable SfM or load a format with cameras (COLMAP, transforms.json, ...)"
         )
@@ -240,12 +249,22 @@ def compute_geometry(
     Depth: kept where the format provided it, else plane-sweep MVS, upsampled to each image's size (HxW
     float32 camera z, 0 = unknown; confidence in [0, 1]). All of it is cached under
     ``scene.cache_dir / "geometry"``. Pass ``timings`` to learn where the time went and what came from the
-    cache.
+    cache. Concurrent calls on one scene (other processes included) take turns on a lock in that folder, so
+    one computes and the others read its result.
     """
     settings = settings or GeometrySettings()
     settings.validate()
     timings = timings if timings is not None else GeometryTimings()
     cache = Path(scene.cache_dir) / "geometry"
+    with exclusive_lock(cache / ".lock", f"the geometry of {scene.root}"):
+        remove_orphan_temporaries(cache)
+        _compute_locked(scene, settings, progress, timings, cache)
+    return scene
+
+
+def _compute_locked(
+    scene: Scene, settings: GeometrySettings, progress: bool, timings: GeometryTimings, cache: Path
+) -> None:
     start = time.perf_counter()
     images_key = _images_key(scene, progress)
     timings.hashing = time.perf_counter() - start
@@ -261,4 +280,3 @@ def compute_geometry(
         timings.depth,
         f" (cached: {', '.join(timings.cached)})" if timings.cached else "",
     )
-    return scene

@@ -14,9 +14,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mvsam.errors import InputError
 from mvsam.io.images import image_size, list_images, read_rgb
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+FRAME_DIGITS = 6  # frame names of a video file: 000000, 000001, ... (enough for 3 hours at 60 fps)
 REVERSE_CHUNK = 32  # frames decoded at a time when a video is read backwards
 
 
@@ -38,7 +40,7 @@ class FolderFrames:
         """Frame ``index`` as HxWx3 uint8 RGB."""
         image = read_rgb(self.paths[index])
         if image.shape[:2] != self.size:
-            raise ValueError(
+            raise InputError(
                 f"{self.paths[index]}: frame is {image.shape[1]}x{image.shape[0]}, the first frame is "
                 f"{self.size[1]}x{self.size[0]}; all frames must have one size"
             )
@@ -60,8 +62,7 @@ class VideoFrames:
 
     @property
     def stems(self) -> list[str]:
-        digits = max(5, len(str(self.count - 1)))
-        return [f"{index:0{digits}d}" for index in range(self.count)]
+        return [frame_stem(index) for index in range(self.count)]
 
     def __len__(self) -> int:
         return self.count
@@ -78,7 +79,7 @@ class VideoFrames:
                     if index >= start:
                         yield index, frame.to_ndarray(format="rgb24")
         except av.FFmpegError as error:
-            raise ValueError(f"cannot decode video {self.path}: {error}") from error
+            raise InputError(f"cannot decode video {self.path}: {error}") from error
 
     def iterate(self, indices: range) -> Iterator[tuple[int, np.ndarray]]:
         """(index, HxWx3 uint8 frame) for each index; a descending range is decoded in chunks."""
@@ -100,12 +101,17 @@ class VideoFrames:
 FrameSource = FolderFrames | VideoFrames
 
 
+def frame_stem(index: int) -> str:
+    """The one name of a video's frame ``index`` (its position in the file), for outputs and the cache."""
+    return f"{index:0{FRAME_DIGITS}d}"
+
+
 def _probe_video(path: Path) -> tuple[int, tuple[int, int]]:
     """(frame count, (height, width)) of a video, counting packets when the header has no count."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"{path}: the file has no video stream")
+                raise InputError(f"{path}: the file has no video stream")
             stream = container.streams.video[0]
             size = (int(stream.codec_context.height), int(stream.codec_context.width))
             count = 0
@@ -114,9 +120,9 @@ def _probe_video(path: Path) -> tuple[int, tuple[int, int]]:
                     size = (frame.height, frame.width)
                 count += 1
     except av.FFmpegError as error:
-        raise ValueError(f"cannot read video {path}: {error}") from error
+        raise InputError(f"cannot read video {path}: {error}") from error
     if count == 0:
-        raise ValueError(f"{path}: the video has no decodable frames")
+        raise InputError(f"{path}: the video has no decodable frames")
     return count, size
 
 
@@ -128,10 +134,10 @@ def open_frames(path: str | Path) -> FrameSource:
     if path.is_dir():
         paths = list_images(path)
         if not paths:
-            raise ValueError(f"{path}: the folder has no image files (expected frames such as 00000.jpg)")
+            raise InputError(f"{path}: the folder has no image files (expected frames such as 00000.jpg)")
         width, height = image_size(paths[0])
         return FolderFrames(paths, (height, width))
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"{path}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames")
+        raise InputError(f"{path}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames")
     count, size = _probe_video(path)
     return VideoFrames(path, count, size)

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mvsam.cache import atomic_write_bytes, hash_bytes, hash_file, mvsam_home
+from mvsam.errors import InputError
 from mvsam.sam.model import IMAGE_SIZE, Sam
 from mvsam.sam.tiny_vit import ConvBN
 
@@ -184,7 +185,7 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     to ``torch-fused`` with a warning when onnxruntime is missing or the export fails.
     """
     if backend not in ENCODER_BACKENDS:
-        raise ValueError(f"unknown encoder backend {backend!r}; choose one of {', '.join(ENCODER_BACKENDS)}")
+        raise InputError(f"unknown encoder backend {backend!r}; choose one of {', '.join(ENCODER_BACKENDS)}")
     if backend == "torch" or (backend == "auto" and model_type != "mobile_sam"):
         return EncoderBackend("torch-fp32", model.image_encoder)
     if backend != "torch-fused":

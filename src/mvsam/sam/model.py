@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mvsam.errors import InputError
 from mvsam.sam.mask_decoder import MaskDecoder
 from mvsam.sam.prompt_encoder import PromptEncoder
 from mvsam.sam.tiny_vit import TinyViT
@@ -59,7 +60,7 @@ def build_sam(model_type: str) -> Sam:
         config = VIT_CONFIGS[model_type]
         encoder = ViTEncoder(config.embed_dim, config.depth, config.num_heads, config.global_attn_indexes)
     else:
-        raise ValueError(f"unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+        raise InputError(f"unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     return Sam(encoder).eval()
 
 
@@ -90,6 +91,6 @@ def load_sam(model_type: str, state_dict: dict[str, torch.Tensor]) -> Sam:
             details.append(f"{len(unexpected)} unexpected keys: {preview(unexpected)}")
         if mismatched:
             details.append(f"{len(mismatched)} keys with other shapes: {preview(sorted(mismatched))}")
-        raise ValueError(f"the checkpoint is not a {model_type} SAM checkpoint: " + "; ".join(details))
+        raise InputError(f"the checkpoint is not a {model_type} SAM checkpoint: " + "; ".join(details))
     model.load_state_dict(state_dict, strict=True)
     return model.eval()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mvsam.cache import atomic_write_bytes, hash_array, hash_bytes, mvsam_home
+from mvsam.cache import atomic_write_bytes, hash_array, hash_bytes, mvsam_home, remove_orphan_temporaries
 from mvsam.sam.accelerate import build_encoder
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE, Sam, load_sam
 from mvsam.sam.weights import read_state_dict, resolve_checkpoint, weights_fingerprint
@@ -103,6 +103,7 @@ class EmbeddingCache:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        remove_orphan_temporaries(self.folder)
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"

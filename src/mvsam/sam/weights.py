@@ -8,6 +8,7 @@ its sha256; a partial or mismatching download is deleted, never kept.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,12 +24,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mvsam.cache import hash_bytes, hash_file, mvsam_home
+from mvsam.cache import atomic_write_bytes, hash_bytes, hash_file, mvsam_home
+from mvsam.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class ChecksumError(ValueError):
+class ChecksumError(InputError):
     """A checkpoint file's sha256 is not the registered one."""
 
 
@@ -238,21 +240,56 @@ def resolve_checkpoint(model_type: str = "mobile_sam", checkpoint: str | Path | 
     return fetch_checkpoint(model_type)
 
 
+def _describe_unreadable(path: Path) -> str:
+    """Why a file is not a checkpoint torch can load safely, in words a user can act on."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "the archive is truncated or damaged (an interrupted download?)"
+    if head[:1] == b"\x80":
+        return "it is a raw pickle, which mvsam does not load because unpickling can run code"
+    if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head):
+        return (
+            f"it is a text file (starts with {head[:40].decode(errors='replace')!r}), e.g. an HTML error page"
+        )
+    return "it is not a PyTorch zip archive"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file; a clear ValueError when it is not a readable state dict."""
+    """Tensors of a checkpoint file; a one-line InputError naming the file when it is not a state dict."""
+    fix = "download it again (mvsam weights fetch) or pass the official .pt/.pth file"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
+    except Exception:  # torch raises many types (and multi-line advice) for a damaged file
+        raise InputError(
+            f"{path} is not a readable SAM checkpoint: {_describe_unreadable(path)}; {fix}"
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise InputError(f"{path} does not hold a state dict of tensors; {fix}")
     return state
 
 
 def weights_fingerprint(path: Path) -> str:
-    """Cheap identity of a checkpoint for cache keys: size and sha256 of its first 4 MiB."""
-    with open(path, "rb") as handle:
-        head = handle.read(4 << 20)
-    return f"{path.stat().st_size}-{hash_bytes(head)[:16]}"
+    """Identity of a checkpoint for cache keys: its size and the sha256 of the whole file.
+
+    Hashing 40 MB-2.5 GB on every run would cost seconds, so the hash is remembered under
+    ``mvsam_home()/fingerprints`` keyed by the file's absolute path, size and mtime: an edited or replaced
+    file (even one equal in its first megabytes) is hashed again.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo = mvsam_home() / "fingerprints" / f"{hash_bytes(str(path))[:24]}.json"
+    signature = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        remembered = json.loads(memo.read_text())
+        if {key: remembered.get(key) for key in signature} == signature:
+            return f"{stat.st_size}-{remembered['sha256'][:16]}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # no memo or an unreadable one: hash again
+    digest = hash_file(path)
+    atomic_write_bytes(memo, json.dumps(signature | {"sha256": digest}).encode())
+    return f"{stat.st_size}-{digest[:16]}"

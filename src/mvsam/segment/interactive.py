@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mvsam.errors import InputError
 from mvsam.lift.project import resize_camera, splat_points
 from mvsam.lift.votes import ViewVoxels, VoxelVotes
 from mvsam.lift.voxels import VoxelGrid, default_voxel_size
@@ -76,13 +77,13 @@ class SegmenterConfig:
 
     def validate(self) -> None:
         if self.max_iterations < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+            raise InputError(f"max_iterations must be >= 1, got {self.max_iterations}")
         if self.positive_points < 1 or self.negative_points < 0:
-            raise ValueError("need positive_points >= 1 and negative_points >= 0")
+            raise InputError("need positive_points >= 1 and negative_points >= 0")
         if self.depth_source not in ("auto", "dense", "sparse"):
-            raise ValueError(f"depth_source must be auto, dense or sparse, got {self.depth_source!r}")
+            raise InputError(f"depth_source must be auto, dense or sparse, got {self.depth_source!r}")
         if self.prompt_weight <= 0 or self.voxel_factor <= 0 or self.sparse_radius < 0:
-            raise ValueError("prompt_weight and voxel_factor must be positive, sparse_radius >= 0")
+            raise InputError("prompt_weight and voxel_factor must be positive, sparse_radius >= 0")
 
 
 @dataclass
@@ -229,7 +230,7 @@ class Segmenter:
             predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
         self.predictor = predictor
         if not any(view.camera is not None for view in scene.views):
-            raise ValueError("the scene has no cameras; run scene.geometry() (SfM) before segmenting")
+            raise InputError("the scene has no cameras; run scene.geometry() (SfM) before segmenting")
         self._embeddings: list[ImageEmbedding | None] = [None] * len(scene.views)
         self._states: list[_ViewState] | None = None
         self.votes: VoxelVotes | None = None
@@ -245,10 +246,10 @@ class Segmenter:
         dense = all(v.depth is not None and np.any(v.depth > 0) for v in posed)
         source = self.config.depth_source
         if source == "dense" and not dense:
-            raise ValueError("depth_source='dense' but some posed views have no depth; run scene.geometry()")
+            raise InputError("depth_source='dense' but some posed views have no depth; run scene.geometry()")
         if source == "sparse" or (source == "auto" and not dense):
             if self.scene.sparse is None or len(self.scene.sparse.xyz) == 0:
-                raise ValueError(
+                raise InputError(
                     "the views have no depth and the scene has no SfM points: run scene.geometry() first"
                 )
             return True
@@ -297,7 +298,7 @@ class Segmenter:
                 depths[index] = self._working_depth(index, (width, height), camera)
         with_depth = [i for i in depths if np.any(depths[i] > 0)]
         if not with_depth:
-            raise ValueError("no view has usable depth or SfM observations; cannot relate the views")
+            raise InputError("no view has usable depth or SfM observations; cannot relate the views")
         factor = self.config.voxel_factor * (2.0 if self.sparse_mode else 1.0)
         size = default_voxel_size(
             [states[i].camera for i in with_depth], [depths[i] for i in with_depth], factor
@@ -325,7 +326,7 @@ class Segmenter:
         seconds = self.prepare()
         grouped = self._group(prompts)
         if not any(p.has_positive for p in grouped.values()):
-            raise ValueError(
+            raise InputError(
                 "the prompts only say what is not the object (negative clicks); add a positive click, a box "
                 "or a mask on at least one view (negative clicks alone are only accepted as corrections)"
             )
@@ -349,7 +350,7 @@ class Segmenter:
                 self.user[index] = new
                 continue
             if new.box is not None and old.box is not None or new.mask is not None and old.mask is not None:
-                raise ValueError(f"view {self.scene.views[index].name} already has a box/mask prompt")
+                raise InputError(f"view {self.scene.views[index].name} already has a box/mask prompt")
             self.user[index] = ViewPrompts(
                 view=index,
                 points=np.concatenate([old.points, new.points]),
@@ -438,7 +439,7 @@ class Segmenter:
 
     def _group(self, prompts: Sequence[UserPrompt]) -> dict[int, ViewPrompts]:
         if not prompts:
-            raise ValueError("no prompts given: add a click, a box or a mask on at least one view")
+            raise InputError("no prompts given: add a click, a box or a mask on at least one view")
         sizes = [(v.width, v.height) for v in self.scene.views]
         return group_prompts(prompts, self.scene.view_index, sizes)
 
@@ -446,7 +447,7 @@ class Segmenter:
         states = self._states
         cfg = self.config
         if not any(states[i].located is not None for i in self.user):
-            raise ValueError(
+            raise InputError(
                 "no prompted view has a camera and depth, so the prompts cannot be lifted to 3D; "
                 "prompt a view that geometry registered"
             )

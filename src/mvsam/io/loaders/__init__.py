@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mvsam.errors import InputError
 from mvsam.io.loaders import colmap, folder, llff, nerfstudio, neus, pointmaps, scannet, tum, video
 from mvsam.io.loaders.common import LoadOptions, default_cache_dir
 from mvsam.scene import Scene
@@ -61,7 +62,7 @@ def detect_format(path: Path) -> SceneFormat:
         if candidate.detect(path):
             return candidate
     looked_for = "\n".join(f"  - {f.name}: {f.looks_for}" for f in FORMATS)
-    raise ValueError(f"{path}: no known scene layout found. Looked for:\n{looked_for}")
+    raise InputError(f"{path}: no known scene layout found. Looked for:\n{looked_for}")
 
 
 def load_scene(
@@ -85,9 +86,9 @@ def load_scene(
     if not path.exists():
         raise FileNotFoundError(f"scene not found: {path}")
     if video_stride < 1:
-        raise ValueError(f"video_stride must be >= 1, got {video_stride}")
+        raise InputError(f"video_stride must be >= 1, got {video_stride}")
     if video_max_frames is not None and video_max_frames < 1:
-        raise ValueError(f"video_max_frames must be >= 1 or None, got {video_max_frames}")
+        raise InputError(f"video_max_frames must be >= 1 or None, got {video_max_frames}")
     options = LoadOptions(
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(path),
         video_stride=video_stride,
@@ -99,9 +100,14 @@ def load_scene(
     else:
         matches = [f for f in FORMATS if f.name == format]
         if not matches:
-            raise ValueError(f"unknown scene format {format!r}; choose one of {', '.join(format_names())}")
+            raise InputError(f"unknown scene format {format!r}; choose one of {', '.join(format_names())}")
         scene_format = matches[0]
-    return scene_format.load(path, options)
+    try:
+        return scene_format.load(path, options)
+    except InputError:
+        raise
+    except ValueError as error:  # loaders reject bad file contents with ValueError: the user's input
+        raise InputError(f"{path} ({scene_format.name}): {error}") from error
 
 
 __all__ = ["FORMATS", "SceneFormat", "detect_format", "format_names", "load_scene"]

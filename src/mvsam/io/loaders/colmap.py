@@ -10,12 +10,16 @@ ValueError: run COLMAP's ``image_undistorter`` first. Only registered images bec
 
 from __future__ import annotations
 
+import mmap
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 from tqdm import tqdm
 
+from mvsam.errors import InputError
 from mvsam.io.conventions import K_pixel_corner_to_centre, invert_rigid
 from mvsam.io.loaders.common import LoadOptions, Notes, make_camera, probe_image, require_views
 from mvsam.io.loaders.undistort import has_distortion, undistort_points, undistorted_image
@@ -24,22 +28,117 @@ from mvsam.scene import Scene, SparsePoints, View
 MODEL_FILES = ("cameras", "images", "points3D")
 
 
-def _is_model(folder: Path) -> bool:
-    return all(
-        any((folder / f"{name}{suffix}").is_file() for suffix in (".bin", ".txt")) for name in MODEL_FILES
-    )
+def _model_files(folder: Path) -> list[str]:
+    """Which of cameras / images / points3D (.bin or .txt) the folder holds."""
+    return [
+        name
+        for name in MODEL_FILES
+        if any((folder / f"{name}{suffix}").is_file() for suffix in (".bin", ".txt"))
+    ]
+
+
+def _candidates(root: Path) -> tuple[Path, ...]:
+    return (root / "sparse" / "0", root / "sparse", root)
 
 
 def model_folder(root: Path) -> Path | None:
     """``sparse/0``, else ``sparse``, else the folder itself, whichever holds a complete model."""
-    for folder in (root / "sparse" / "0", root / "sparse", root):
-        if folder.is_dir() and _is_model(folder):
+    for folder in _candidates(root):
+        if folder.is_dir() and len(_model_files(folder)) == len(MODEL_FILES):
+            return folder
+    return None
+
+
+def partial_model_folder(root: Path) -> Path | None:
+    """A ``sparse/0`` or ``sparse`` folder holding some but not all model files (a broken COLMAP export)."""
+    for folder in _candidates(root)[:2]:
+        if folder.is_dir() and 0 < len(_model_files(folder)) < len(MODEL_FILES):
             return folder
     return None
 
 
 def detect(root: Path) -> bool:
-    return root.is_dir() and model_folder(root) is not None
+    """A complete model, or an incomplete one: ``load`` then refuses it rather than silently running SfM."""
+    return root.is_dir() and (model_folder(root) is not None or partial_model_folder(root) is not None)
+
+
+# Parameter count per COLMAP camera model id (pycolmap.CameraModelId), for checking cameras.bin.
+_CAMERA_PARAMS = {0: 3, 1: 4, 2: 4, 3: 5, 4: 8, 5: 8, 6: 12, 7: 5, 8: 4, 9: 5, 10: 12, 11: 16, 12: 4, 13: 5}
+_CAMERA_PARAMS |= {14: 3, 15: 4, 16: 6, 17: 2}
+
+
+class _Truncated(Exception):
+    """A binary model file ends before the records it declares."""
+
+
+def _walk_records(data: memoryview, record) -> None:
+    """Walk ``count`` records with ``record(data, offset) -> next offset``, checking every size first."""
+    if len(data) < 8:
+        raise _Truncated(f"{len(data)} bytes, too short for the record count")
+    (count,) = struct.unpack_from("<Q", data, 0)
+    offset = 8
+    for index in range(count):
+        offset = record(data, offset)
+        if offset > len(data):
+            raise _Truncated(
+                f"record {index + 1} of {count} ends at byte {offset} past the end ({len(data)})"
+            )
+    if offset != len(data):
+        raise _Truncated(f"{len(data) - offset} unexpected bytes after the {count} declared records")
+
+
+def _camera_record(data: memoryview, offset: int) -> int:
+    if offset + 24 > len(data):
+        return offset + 24
+    (model_id,) = struct.unpack_from("<i", data, offset + 4)
+    if model_id not in _CAMERA_PARAMS:
+        raise _Truncated(f"unknown camera model id {model_id} at byte {offset + 4}")
+    return offset + 24 + 8 * _CAMERA_PARAMS[model_id]
+
+
+def _image_record(data: memoryview, offset: int) -> int:
+    end = bytes(data[offset + 64 : offset + 64 + 4096]).find(b"\0")
+    if offset + 64 > len(data) or end < 0:
+        return len(data) + 1
+    offset += 64 + end + 1
+    if offset + 8 > len(data):
+        return offset + 8
+    (points,) = struct.unpack_from("<Q", data, offset)
+    return offset + 8 + 24 * points
+
+
+def _point_record(data: memoryview, offset: int) -> int:
+    if offset + 51 > len(data):
+        return offset + 51
+    (track,) = struct.unpack_from("<Q", data, offset + 43)
+    return offset + 51 + 8 * track
+
+
+def check_binary_model(folder: Path) -> None:
+    """InputError naming the file when a ``.bin`` model file is truncated or malformed.
+
+    COLMAP trusts the counts in these files and allocates for them, so a truncated ``points3D.bin`` makes
+    it climb past gigabytes before failing; walking the records against the file size first costs ~1 s
+    per million points and allocates nothing.
+    """
+    for name, record in (("cameras", _camera_record), ("images", _image_record), ("points3D", _point_record)):
+        path = folder / f"{name}.bin"
+        if not path.is_file() or (folder / f"{name}.txt").is_file():
+            continue
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise InputError(f"{path} is empty; export the COLMAP model again")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    _walk_records(view, record)
+                except _Truncated as error:
+                    raise InputError(
+                        f"{path} is truncated or not a COLMAP {name}.bin ({error}); export the model again"
+                    ) from None
+                finally:
+                    view.release()
 
 
 def intrinsics_from_colmap(camera: pycolmap.Camera) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,11 +178,26 @@ def _image_folder(root: Path, model: Path, image_subdir: str | None) -> Path:
 def load(root: Path, options: LoadOptions) -> Scene:
     model = model_folder(root)
     if model is None:
+        partial = partial_model_folder(root)
+        if partial is not None:
+            have = _model_files(partial)
+            lacking = [f"{name}.bin/.txt" for name in MODEL_FILES if name not in have]
+            raise InputError(
+                f"{partial} holds an incomplete COLMAP model ({', '.join(have)} but no "
+                f"{', '.join(lacking)}); "
+                "restore the missing files to use its cameras, or pass --format images to ignore it and "
+                "estimate cameras by SfM"
+            )
         raise FileNotFoundError(
             f"{root}: no COLMAP model (cameras, images, points3D .bin/.txt) in sparse/0/, sparse/ or itself"
         )
     folder = _image_folder(root, model, options.image_subdir)
-    reconstruction = pycolmap.Reconstruction(str(model))
+    check_binary_model(model)
+    try:
+        reconstruction = pycolmap.Reconstruction(str(model))
+    except Exception as error:  # pycolmap raises RuntimeError/ValueError from C++ checks, with no file name
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise InputError(f"{model}: cannot read the COLMAP model: {first_line}") from None
     notes = Notes()
     views: list[View] = []
     view_of_image: dict[int, int] = {}

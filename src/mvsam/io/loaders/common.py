@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from mvsam.cache import hash_bytes, mvsam_home
-from mvsam.io.images import IMAGE_SUFFIXES
+from mvsam.errors import InputError
+from mvsam.io.images import exif_orientation, open_image
 from mvsam.scene import Camera
 
 MIN_VIEWS = 2  # a multi-view scene needs at least two views
@@ -61,36 +61,19 @@ def default_cache_dir(path: Path) -> Path:
     return mvsam_home() / "scenes" / hash_bytes(str(path))[:16]
 
 
-def natural_key(path: Path | str) -> list[int | str]:
-    """Sort key that orders ``2.jpg`` before ``10.jpg`` (ScanNet, TUM) and is plain name order otherwise."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
-
-
-def list_image_files(folder: Path) -> list[Path]:
-    """Image files directly in a folder, hidden files excluded, in natural name order."""
-    files = [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]
-    return sorted(files, key=natural_key)
-
-
 def probe_image(path: Path) -> tuple[int, int]:
     """(width, height) of an image after decoding it (reduced-size for JPEG) so truncated files are caught.
 
     Raises FileNotFoundError when missing and ValueError when the file cannot be decoded.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            size = image.size
+    with open_image(path) as image:
+        size = image.size
+        try:
             image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             image.load()
-            return size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+        except (OSError, SyntaxError, ValueError) as error:
+            raise InputError(f"cannot read image {path}: {error}") from None
+        return size
 
 
 def probe_images(paths: list[Path], notes: Notes) -> dict[Path, tuple[int, int]]:
@@ -101,7 +84,18 @@ def probe_images(paths: list[Path], notes: Notes) -> dict[Path, tuple[int, int]]
             sizes[path] = probe_image(path)
         except ValueError as error:
             notes.warn(f"skipped view {path.name}: {error}")
+    rotated = [path.name for path in sizes if _orientation(path) != 1]
+    if rotated:
+        notes.warn(
+            f"{len(rotated)} images carry an EXIF rotation tag (e.g. {', '.join(rotated[:3])}); mvsam uses "
+            "the pixels as stored, like COLMAP, so masks come out in the stored orientation"
+        )
     return sizes
+
+
+def _orientation(path: Path) -> int:
+    with Image.open(path) as image:
+        return exif_orientation(image)
 
 
 def require_single_size(sizes: dict[Path, tuple[int, int]], why: str) -> tuple[int, int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mvsam.io.images import IMAGE_SUFFIXES
-from mvsam.io.loaders.common import LoadOptions, Notes, list_image_files, probe_images, require_views
+from mvsam.io.images import IMAGE_SUFFIXES, list_images
+from mvsam.io.loaders.common import LoadOptions, Notes, probe_images, require_views
 from mvsam.scene import Scene, View
 
 
@@ -17,7 +17,7 @@ def image_folder(root: Path, image_subdir: str | None) -> Path | None:
             raise FileNotFoundError(f"image folder not found: {folder}")
         return folder
     for folder in (root, root / "images"):
-        if folder.is_dir() and list_image_files(folder):
+        if folder.is_dir() and list_images(folder):
             return folder
     return None
 
@@ -38,7 +38,7 @@ def load(root: Path, options: LoadOptions) -> Scene:
     if folder is None:
         raise ValueError(f"{root}: no image files ({' '.join(IMAGE_SUFFIXES)}) in it or in images/")
     notes = Notes()
-    views = views_from_files(list_image_files(folder), notes)
+    views = views_from_files(list_images(folder), notes)
     require_views(len(views), root, "images")
     return Scene(
         root=root, views=views, source_format="images", cache_dir=options.cache_dir, notes=notes.lines

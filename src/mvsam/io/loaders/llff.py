@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mvsam.errors import InputError
 from mvsam.io.conventions import llff_hwf_to_K, llff_to_world_from_cam
+from mvsam.io.images import list_images, natural_key
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
-    list_image_files,
     make_camera,
-    natural_key,
     probe_images,
     require_file,
     require_single_size,
@@ -55,11 +55,20 @@ def image_folder(root: Path, image_subdir: str | None) -> Path:
 
 def load(root: Path, options: LoadOptions) -> Scene:
     poses_path = require_file(root / POSES_FILE, "LLFF poses file")
-    rows = np.load(poses_path).astype(np.float64)
+    try:
+        rows = np.asarray(np.load(poses_path, allow_pickle=False), dtype=np.float64)
+    except (ValueError, OSError, EOFError):  # numpy's own words suggest allow_pickle, which is no fix
+        with open(poses_path, "rb") as handle:
+            head = handle.read(6)
+        why = "truncated or damaged" if head == b"\x93NUMPY" else "not a .npy file (text? pickle?)"
+        raise InputError(
+            f"{poses_path} is {why}; it must be an N x 17 float array saved with numpy.save "
+            "(regenerate it with LLFF's imgs2poses.py)"
+        ) from None
     if rows.ndim != 2 or rows.shape[1] != 17:
-        raise ValueError(f"{poses_path}: expected an N x 17 array, got shape {rows.shape}")
+        raise InputError(f"{poses_path}: expected an N x 17 array, got shape {rows.shape}")
     folder = image_folder(root, options.image_subdir)
-    paths = list_image_files(folder)
+    paths = list_images(folder)
     if len(paths) != len(rows):
         raise ValueError(f"{poses_path} has {len(rows)} poses but {folder} has {len(paths)} images")
     notes = Notes()
@@ -68,7 +77,7 @@ def load(root: Path, options: LoadOptions) -> Scene:
         require_views(0, root)
     width, height = require_single_size(sizes, "LLFF scales one focal length to all of them")
     views = []
-    for path, row in zip(paths, rows, strict=True):
+    for index, (path, row) in enumerate(zip(paths, rows, strict=True)):
         if path not in sizes:
             continue
         world_from_cam, (h, w, focal) = llff_to_world_from_cam(row[:15].reshape(3, 5))
@@ -82,6 +91,11 @@ def load(root: Path, options: LoadOptions) -> Scene:
             continue
         near, far = float(row[15]), float(row[16])
         depth_range = (near, far) if 0 < near < far else None
+        if depth_range is None:
+            notes.warn(
+                f"{poses_path.name} row {index} ({path.name}): near/far ({near:g}, {far:g}) is not "
+                "0 < near < far; its depth range is ignored (depth search uses the sparse points)"
+            )
         views.append(View(path.name, path, width, height, camera=camera, depth_range=depth_range))
     require_views(len(views), root)
     return Scene(root, views, "llff", options.cache_dir, notes=notes.lines)

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.errors import InputError
 from mvsam.io.conventions import K_pixel_corner_to_centre, opengl_c2w_to_world_from_cam
+from mvsam.io.images import natural_key
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
     make_camera,
-    natural_key,
     probe_images,
     require_file,
     require_single_size,
@@ -80,14 +81,20 @@ def load(root: Path, options: LoadOptions) -> Scene:
     transforms_path = require_file(root / TRANSFORMS_FILE, "transforms file")
     try:
         meta = json.loads(transforms_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{transforms_path}: not valid JSON: {error}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{transforms_path}: not valid JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise InputError(
+            f'{transforms_path}: expected a JSON object with a "frames" list, got a {type(meta).__name__}'
+        )
     model = meta.get("camera_model", "OPENCV")
     if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):
         raise ValueError(f"{transforms_path}: camera_model {model} is not supported (OPENCV/pinhole only)")
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
-        raise ValueError(f"{transforms_path}: no frames")
+        raise InputError(f"{transforms_path}: no frames")
+    if not all(isinstance(frame, dict) for frame in frames):
+        raise InputError(f'{transforms_path}: every entry of "frames" must be an object')
     frames = sorted(frames, key=lambda frame: natural_key(str(frame.get("file_path", ""))))
     shared = {key: meta[key] for key in INTRINSIC_KEYS if key in meta}
     for frame in frames:

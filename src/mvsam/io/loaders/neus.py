@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from mvsam.io.conventions import projection_to_K_world_from_cam
+from mvsam.io.images import list_images
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
-    list_image_files,
     make_camera,
     probe_images,
     require_file,
@@ -56,7 +56,7 @@ def load(root: Path, options: LoadOptions) -> Scene:
     with np.load(cameras_path) as data:
         cameras = {key: np.asarray(data[key], dtype=np.float64) for key in data.files}
     folder = _image_folder(root, options.image_subdir)
-    paths = list_image_files(folder)
+    paths = list_images(folder)
     if not paths:
         raise ValueError(f"{folder}: no image files")
     notes = Notes()

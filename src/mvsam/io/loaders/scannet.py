@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.io.images import list_images
 from mvsam.io.loaders.common import (
     LoadOptions,
     Notes,
-    list_image_files,
     make_camera,
     probe_images,
     require_file,
@@ -55,7 +55,7 @@ def load(root: Path, options: LoadOptions) -> Scene:
     K_depth = (
         _read_matrix(depth_intrinsics, "depth intrinsics")[:3, :3] if depth_intrinsics.is_file() else None
     )
-    paths = list_image_files(root / "color")
+    paths = list_images(root / "color")
     notes = Notes()
     sizes = probe_images(paths, notes)
     if not sizes:

@@ -14,11 +14,12 @@ import av
 from PIL import Image
 from tqdm import tqdm
 
-from mvsam.cache import atomic_write_bytes
-from mvsam.io.loaders.common import LoadOptions, list_image_files, require_views
+from mvsam.cache import atomic_write_bytes, exclusive_lock
+from mvsam.io.images import list_images
+from mvsam.io.loaders.common import LoadOptions, require_views
+from mvsam.io.video import VIDEO_SUFFIXES, frame_stem
 from mvsam.scene import Scene, View
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 STAMP_FILE = "source.json"
 
 
@@ -28,7 +29,7 @@ def detect(path: Path) -> bool:
 
 def _decode(path: Path, frames_dir: Path, stride: int, max_frames: int | None) -> None:
     """Write every ``stride``-th frame (at most ``max_frames``) as JPEG quality 95."""
-    for old in list_image_files(frames_dir) if frames_dir.is_dir() else []:
+    for old in list_images(frames_dir) if frames_dir.is_dir() else []:
         old.unlink()
     try:
         with av.open(str(path)) as container:
@@ -44,7 +45,7 @@ def _decode(path: Path, frames_dir: Path, stride: int, max_frames: int | None) -
                         continue
                     buffer = io.BytesIO()
                     Image.fromarray(frame.to_ndarray(format="rgb24")).save(buffer, format="JPEG", quality=95)
-                    atomic_write_bytes(frames_dir / f"{index:06d}.jpg", buffer.getvalue())
+                    atomic_write_bytes(frames_dir / f"{frame_stem(index)}.jpg", buffer.getvalue())
                     written += 1
                     progress.update()
                     if max_frames is not None and written >= max_frames:
@@ -66,10 +67,11 @@ def load(path: Path, options: LoadOptions) -> Scene:
         "max_frames": options.video_max_frames,
     }
     stamp_path = frames_dir / STAMP_FILE
-    if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
-        _decode(path, frames_dir, options.video_stride, options.video_max_frames)
-        atomic_write_bytes(stamp_path, json.dumps(stamp).encode())
-    frames = list_image_files(frames_dir)
+    with exclusive_lock(options.cache_dir / ".frames.lock", f"the frames of {path}"):
+        if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
+            _decode(path, frames_dir, options.video_stride, options.video_max_frames)
+            atomic_write_bytes(stamp_path, json.dumps(stamp).encode())
+    frames = list_images(frames_dir)
     require_views(len(frames), path, "decoded frames")
     with Image.open(frames[0]) as first:
         width, height = first.size
