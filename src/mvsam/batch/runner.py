@@ -68,7 +68,7 @@ class JobStatus:
     id: str
     command: str
     line: int
-    state: str = "pending"  # pending, queued, running, done, failed, skipped
+    state: str = "pending"  # pending, queued, running, done, failed, skipped, interrupted
     stage: str = ""  # the last line the job printed (its progress bar or message)
     attempts: int = 0
     seconds: float | None = None  # of the last attempt
@@ -193,6 +193,8 @@ def run_batch(
             state.state, state.seconds, state.node, state.attempts = "skipped", marker.seconds, marker.node, 0
             state.stage = "done earlier"
     status.write()
+    if not pending:
+        return BatchReport(list(status.by_id.values()), time.perf_counter() - start)
 
     started_here = False
     if not ray.is_initialized():
@@ -233,11 +235,8 @@ def run_batch(
                     )
                 state = status.by_id[job.id]
                 state.stage = _tail_line(Path(state.log), state.log_offset) or state.stage
-                state.seconds, state.node, state.error = (
-                    round(outcome.seconds, 2),
-                    outcome.node,
-                    outcome.error,
-                )
+                state.seconds, state.error = round(outcome.seconds, 2), outcome.error
+                state.node = outcome.node or state.node
                 if outcome.ok:
                     state.state = "done"
                 elif outcome.retryable and attempt <= settings.retries:
@@ -251,6 +250,11 @@ def run_batch(
                 bar.set_postfix(done=counts.get("done", 0), failed=counts.get("failed", 0))
             status.write()
         bar.close()
+    except KeyboardInterrupt:
+        for state in status.by_id.values():
+            if state.state in ("pending", "queued", "running"):
+                state.state = "interrupted"  # not done: the next run picks it up
+        raise
     finally:
         status.write()
         if started_here:
