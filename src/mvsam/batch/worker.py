@@ -160,8 +160,8 @@ def run_job(job: Job, out: str, attempt: int, threads: int) -> JobOutcome:
                     code = int(args.run(args) or 0)
                 except SystemExit as exit_:  # a command that calls sys.exit
                     code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-            if code != 0:
-                error, retryable = f"{job.command} exited with code {code}", True
+            if code != 0:  # the command itself decided: running it again would decide the same
+                error = f"{job.command} exited with code {code}"
         except (ValueError, FileNotFoundError) as exception:  # bad input: the CLI's exit code 2
             error = f"{type(exception).__name__}: {exception}"
             traceback.print_exc(file=log)
