@@ -103,6 +103,11 @@ def without_seconds(path: Path) -> dict:
     return report
 
 
+def test_local_ray_listens_on_loopback_only(local_ray):
+    assert [node["NodeManagerAddress"] for node in local_ray.nodes()] == ["127.0.0.1"]
+    assert local_ray.cluster_resources()["CPU"] == 2
+
+
 def test_batch_matches_the_cli_reports_failure_and_survives_a_killed_worker(batch_setup, capsys):
     root, argv = batch_setup
     out = root / "out"
