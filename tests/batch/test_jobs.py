@@ -38,7 +38,7 @@ def test_argv_follows_the_cli(tmp_path):
         ("b", "reconstruct", 3),
         ("c", "track", 4),
     ]
-    scene_a = str((tmp_path / "scenes" / "a").resolve())
+    scene_a = str((tmp_path / "scenes" / "a").absolute())
     assert jobs[0].argv == (
         scene_a,
         "--prompt=view=0,x=1,y=2",
@@ -47,20 +47,20 @@ def test_argv_follows_the_cli(tmp_path):
         "--depth-source=sparse",
         "--no-sfm",
         "--planes=48",
-        f"--out={out.resolve() / 'a.1'}",
-        f"--cache-dir={cache_dir_for((tmp_path / 'cache').resolve(), scene_a)}",
+        f"--out={out.absolute() / 'a.1'}",
+        f"--cache-dir={cache_dir_for((tmp_path / 'cache').absolute(), scene_a)}",
     )
     # False/None keep defaults, negative numbers survive, a job's own --cache-dir wins over the batch's.
     assert jobs[1].argv == (
         "/abs/b",
         "--min-confidence=-0.5",
         "--cache-dir=own",
-        f"--out={out.resolve() / 'b'}",
+        f"--out={out.absolute() / 'b'}",
     )
     # track has no --cache-dir; its positional is VIDEO, filled from "scene"
-    assert jobs[2].argv[0] == str((tmp_path / "clip.mp4").resolve())
+    assert jobs[2].argv[0] == str((tmp_path / "clip.mp4").absolute())
     assert "--sam-every=2" in jobs[2].argv and not any(a.startswith("--cache-dir") for a in jobs[2].argv)
-    assert jobs[0].workdir == str(tmp_path.resolve())
+    assert jobs[0].workdir == str(tmp_path.absolute())
     # two scenes with one folder name get different cache folders
     assert cache_dir_for(tmp_path, "/x/scene") != cache_dir_for(tmp_path, "/y/scene")
 

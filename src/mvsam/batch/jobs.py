@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], where: str) -> argp
 
 def cache_dir_for(cache_root: Path, scene: str) -> Path:
     """A scene's ``--cache-dir`` under the batch's ``--cache-dir``: one folder per scene, for all its jobs."""
-    resolved = str(Path(scene).resolve())
-    return cache_root / f"{Path(resolved).name}-{hash_bytes(resolved)[:12]}"
+    scene = os.path.abspath(scene)
+    return cache_root / f"{Path(scene).name}-{hash_bytes(scene)[:12]}"
 
 
 def build_job(
@@ -116,7 +117,7 @@ def build_job(
     command = record.pop("command", None)
     parsers = command_parsers(parser)
     runnable = sorted(name for name, sub in parsers.items() if batchable(name, sub))
-    if command not in parsers or command not in runnable:
+    if command not in runnable:
         raise ValueError(f"{where}: unknown command {command!r}; batch runs: {', '.join(runnable)}")
     sub = parsers[command]
     positionals = [action for action in sub._actions if not action.option_strings]
@@ -128,7 +129,7 @@ def build_job(
         value = scene if index == 0 else record.pop(key, None)
         if not isinstance(value, str) or not value:
             raise ValueError(f"{where}: {command} needs {key!r} (a path string), got {value!r}")
-        argv.append(str((base / value).resolve()) if index == 0 else value)
+        argv.append(os.path.abspath(base / value) if index == 0 else value)
     if scene is not None and not positionals:
         raise ValueError(f"{where}: {command} takes no scene; remove 'scene'")
     keys = {key.replace("_", "-"): key for key in record}
@@ -163,9 +164,10 @@ def read_jobs(
     if not path.is_file():
         raise FileNotFoundError(f"JOBS file not found: {path}")
     parser = parser or build_parser()
-    out = Path(out).resolve()
-    base = path.resolve().parent
-    cache_root = None if cache_root is None else Path(cache_root).resolve()
+    # Absolute, symlinks kept: on a cluster, the shared mount's path is the one every machine knows.
+    out = Path(os.path.abspath(out))
+    base = Path(os.path.abspath(path)).parent
+    cache_root = None if cache_root is None else Path(os.path.abspath(cache_root))
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     for number, text in enumerate(path.read_text().splitlines(), start=1):

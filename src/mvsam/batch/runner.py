@@ -180,7 +180,7 @@ def run_batch(
     """
     ray = import_ray()
     start = time.perf_counter()
-    out = Path(settings.out).resolve()
+    out = Path(os.path.abspath(settings.out))  # as in read_jobs
     out.mkdir(parents=True, exist_ok=True)
     status = _Status(jobs, out, jobs_file)
     pending: deque[tuple[Job, int]] = deque()
