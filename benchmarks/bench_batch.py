@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--scene", default="dtu_scan24", help="folder under --data, or a path")
     parser.add_argument("--jobs", type=int, default=2, help="jobs per arm")
     parser.add_argument("--rounds", type=int, default=1, help="each round runs both arms, alternating order")
+    parser.add_argument(
+        "--options", type=json.loads, default={}, help='reconstruct options, JSON: {"planes": 48}'
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     scene = args.data / args.scene if (args.data / args.scene).is_dir() else Path(args.scene).resolve()
@@ -87,7 +90,7 @@ def main() -> None:
             record = {"round": round_index, "order": list(arms)}
             for arm in arms:
                 name = f"{arm}{round_index}"
-                jobs_file = write_jobs(work, scene, args.jobs, name)
+                jobs_file = write_jobs(work, scene, args.jobs, name, args.options)
                 runner = run_sequential if arm == "sequential" else run_ray
                 record[arm] = runner(jobs_file, work / f"out_{name}")
                 print(f"round {round_index} {arm}: {record[arm]}", flush=True)
@@ -100,6 +103,7 @@ def main() -> None:
     summary = {
         "scene": args.scene,
         "jobs_per_arm": args.jobs,
+        "options": args.options,
         "rounds": results,
         "sequential_seconds": round(sequential, 2),
         "ray_seconds": round(ray, 2),
