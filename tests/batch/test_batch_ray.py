@@ -8,7 +8,9 @@ mid-job and the retry completes; a rerun skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -108,20 +110,28 @@ def test_local_ray_listens_on_loopback_only(local_ray):
     assert local_ray.cluster_resources()["CPU"] == 2
 
 
-def test_batch_matches_the_cli_reports_failure_and_survives_a_killed_worker(batch_setup, capsys):
+@pytest.fixture(scope="module")
+def first_run(batch_setup):
+    """The first batch run, during which the segment job's worker is killed: (exit code, stdout, pids)."""
     root, argv = batch_setup
-    out = root / "out"
     stop, killed = threading.Event(), []
-    watcher = threading.Thread(
-        target=kill_when_running, args=(out / "logs" / "demo-segment.log", stop, killed)
-    )
+    log = root / "out" / "logs" / "demo-segment.log"
+    watcher = threading.Thread(target=kill_when_running, args=(log, stop, killed))
     watcher.start()
+    printed = io.StringIO()
     try:
-        code = main(argv)
+        with contextlib.redirect_stdout(printed):
+            code = main(argv)
     finally:
         stop.set()
         watcher.join()
-    printed = capsys.readouterr().out
+    return code, printed.getvalue(), killed
+
+
+def test_batch_matches_the_cli_reports_failure_and_survives_a_killed_worker(batch_setup, first_run, capsys):
+    root, _ = batch_setup
+    out = root / "out"
+    code, printed, killed = first_run
     assert code == 1  # one job failed
     assert killed, "the segment job's worker was never seen running"
     status = {job["id"]: job for job in json.loads((out / "status.json").read_text())["jobs"]}
@@ -181,7 +191,7 @@ def test_batch_matches_the_cli_reports_failure_and_survives_a_killed_worker(batc
             assert np.median(np.abs(a[both] - b[both]) / a[both]) < 0.02, name
 
 
-def test_rerun_skips_done_jobs_and_force_reruns(batch_setup, capsys):
+def test_rerun_skips_done_jobs_and_force_reruns(batch_setup, first_run, capsys):
     root, argv = batch_setup
     out = root / "out"
     before = {job: (out / job / "done").read_text() for job in ("demo-segment", "demo-copy", "fern")}
