@@ -29,11 +29,12 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MVSAM = [sys.executable, "-m", "mvsam.cli"]
 
 
-def write_jobs(folder: Path, scene: Path, count: int, arm: str) -> Path:
+def write_jobs(folder: Path, scene: Path, count: int, arm: str, options: dict) -> Path:
     """A JOBS file of ``count`` reconstruct jobs on ``scene``, each with its own cache under ``folder``."""
     lines = [
         json.dumps(
             {"id": f"job{i}", "command": "reconstruct", "scene": str(scene), "cache_dir": f"cache/{arm}/{i}"}
+            | options
         )
         for i in range(count)
     ]
