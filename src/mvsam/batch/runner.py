@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from mvsam.cache import atomic_write_bytes
 
 INSTALL_HINT = "mvsam batch needs Ray: pip install 'mvsam[cluster]'"
 POLL_SECONDS = 1.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class RayMissingError(ImportError):
@@ -138,6 +140,12 @@ def _tail_line(path: Path, offset: int) -> str:
     return "started" if any(pieces) else ""
 
 
+def _ray_error_line(error: Exception) -> str:
+    """One readable line for a Ray failure: its type and the last line of its message (the root cause)."""
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", str(error)).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1][:240] if lines else ''}"
+
+
 class _Status:
     """The job table, written to ``OUT/status.json`` atomically."""
 
@@ -229,10 +237,7 @@ def run_batch(
                 try:
                     outcome: JobOutcome = ray.get(ref)
                 except ray.exceptions.RayError as error:  # the worker died: killed, out of memory, node lost
-                    first = str(error).strip().splitlines()[0][:240] if str(error).strip() else ""
-                    outcome = JobOutcome(
-                        job.id, attempt, False, f"{type(error).__name__}: {first}", True, 0.0, "", 0
-                    )
+                    outcome = JobOutcome(job.id, attempt, False, _ray_error_line(error), True, 0.0, "", 0)
                 state = status.by_id[job.id]
                 state.stage = _tail_line(Path(state.log), state.log_offset) or state.stage
                 state.seconds, state.error = round(outcome.seconds, 2), outcome.error
