@@ -103,6 +103,7 @@ def start_local_ray(num_cpus: int) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = import_ray()
     ray.init(
+        address="local",  # a new instance, even when `ray start` left one running on this machine
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=False,
