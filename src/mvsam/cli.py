@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "mvsam.commands.reconstruct",
     "mvsam.commands.segment",
     "mvsam.commands.export",
+    "mvsam.commands.batch",
 ]
 
 
