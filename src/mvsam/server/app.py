@@ -104,6 +104,7 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
     async def lifespan(app):
         threading.Thread(target=workspace.prepare, name="mvsam-prepare", daemon=True).start()
         yield
+        workspace.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(AccessGuard, token=token)

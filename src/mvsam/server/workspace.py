@@ -37,6 +37,10 @@ class NotReady(RuntimeError):
     """The scene is still being prepared (HTTP 409)."""
 
 
+class Closed(RuntimeError):
+    """The workspace was closed while preparing (the server stopped)."""
+
+
 class UnknownObject(KeyError):
     """No object with that id (HTTP 404)."""
 
@@ -125,12 +129,19 @@ class Workspace:
         self.next_id = 1
         self.notes: list[str] = []
         self.lock = threading.Lock()  # the inference lock: changes queue here, never interleave
+        self._closed = threading.Event()
         self._thumbs: dict[int, bytes] = {}
         self._scene_points: tuple[np.ndarray, np.ndarray] | None = None
 
     # --- preparation ----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop preparing at the next stage or view (the server is shutting down)."""
+        self._closed.set()
+
     def _stage(self, stage: str, progress: float = 0.0) -> None:
+        if self._closed.is_set():
+            raise Closed("the workspace was closed")
         if stage != self.progress.stage:
             self.progress.stages_done.append(self.progress.stage)
         self.progress.stage, self.progress.progress = stage, progress
@@ -139,6 +150,8 @@ class Workspace:
         """Load everything; on failure the error is kept in :attr:`progress` (and logged)."""
         try:
             self._prepare()
+        except Closed:
+            log.info("preparation stopped: the workspace was closed")
         except Exception as error:  # noqa: BLE001 - shown to the user on the page and in /api/status
             log.exception("preparing the scene failed")
             self.progress.error = f"{type(error).__name__}: {error}"
@@ -158,8 +171,8 @@ class Workspace:
         self._stage("embeddings")
         if self.predictor.cache is not None:  # embed (or find cached) once here to report progress
             for index, view in enumerate(scene.views):
+                self._stage("embeddings", index / len(scene.views))
                 self.predictor.encode(view.load_image())
-                self.progress.progress = (index + 1) / len(scene.views)
         self._stage("indexing")
         template = Segmenter(scene, self.predictor, self.config, progress=False)
         template.prepare()
@@ -185,7 +198,7 @@ class Workspace:
                     f"object {obj.id}: a saved prompt no longer applies ({error}); kept the rest"
                 )
             self.objects[obj.id] = live
-            self.progress.progress = (number + 1) / len(saved.objects)
+            self._stage("restoring", (number + 1) / len(saved.objects))
 
     @property
     def state_path(self) -> Path | None:
