@@ -28,9 +28,13 @@ def demo_cache(tmp_path_factory) -> Path:
 def make_workspace(mobile_sam_predictor, demo_cache):
     from mvsam.server import Workspace
 
-    def make(out_dir: Path | None, scene_dir: Path = SCENE_DIR) -> Workspace:
+    def make(out_dir: Path | None, scene_dir: Path = SCENE_DIR, config=None) -> Workspace:
         return Workspace(
-            scene_dir, out_dir, scene_options={"cache_dir": demo_cache}, predictor=mobile_sam_predictor
+            scene_dir,
+            out_dir,
+            scene_options={"cache_dir": demo_cache},
+            predictor=mobile_sam_predictor,
+            config=config,
         )
 
     return make
