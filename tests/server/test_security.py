@@ -110,6 +110,18 @@ def test_bad_requests_change_nothing(make_workspace, tmp_path):
             ({"view": 0, "box": [0, 0, 700, 20]}, 400, "outside"),
             ({"view": 0, "box": [1, 2, 3, 4], "x": 1, "y": 2, "label": 1}, 400, "not both"),
             ([1, 2], 400, ""),
+            ({"prompts": []}, 400, "prompts"),
+            ({"prompts": [{"view": 0, "x": 1, "y": 1, "label": 1}] * 65}, 400, "prompts"),
+            (
+                {
+                    "prompts": [
+                        {"view": 0, "x": 1, "y": 1, "label": 1},
+                        {"view": 9, "x": 1, "y": 1, "label": 1},
+                    ]
+                },
+                400,
+                "range",
+            ),
         ]
         for body, code, words in bad:
             response = client.post("/api/objects/1/prompts", json=body)

@@ -19,6 +19,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--out", default=None, help="folder for the saved state (default: <scene cache>/serve)"
     )
+    parser.add_argument(
+        "--video",
+        action="store_true",
+        help="treat a folder of frames as a video to track (a video file always is)",
+    )
     parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
     parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
     add_model_arguments(parser)
@@ -58,6 +63,7 @@ def run(args) -> int:
         model=args.model,
         checkpoint=args.checkpoint,
         config=SegmenterConfig(depth_source=args.depth_source),
+        video=True if args.video else None,
     )
     app = create_app(workspace, host=args.host, token=token)
     print(f"mvsam serve: open {url}  (Ctrl+C to stop)")

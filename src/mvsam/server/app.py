@@ -10,15 +10,15 @@ import importlib.util
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -29,6 +29,7 @@ from mvsam.server.workspace import LiveObject, NotReady, UnknownObject, Workspac
 
 STATIC_DIR = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_PROMPTS = 64  # prompts in one step
 
 
 class PromptBody(BaseModel):
@@ -44,6 +45,31 @@ class PromptBody(BaseModel):
     def spec(self) -> PromptSpec:
         box = None if self.box is None else tuple(self.box)
         return PromptSpec(view=self.view, x=self.x, y=self.y, label=self.label, box=box)
+
+
+class PromptsBody(BaseModel):
+    """``{"prompts": [prompt, ...]}``: several prompts given as one step (like the CLI's repeated flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[PromptBody] = Field(min_length=1, max_length=MAX_PROMPTS)
+
+
+def parse_prompts(payload: Any) -> list[PromptSpec]:
+    """The request body of ``POST /api/objects/{id}/prompts`` as prompt specs (ValueError when invalid)."""
+    try:
+        if isinstance(payload, dict) and "prompts" in payload:
+            return [prompt.spec() for prompt in PromptsBody.model_validate(payload).prompts]
+        return [PromptBody.model_validate(payload).spec()]
+    except ValidationError as error:
+        raise ValueError(_validation_message(error.errors())) from None
+
+
+def _validation_message(errors: list[dict]) -> str:
+    parts = []
+    for item in errors:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
+    return "; ".join(parts) or "invalid request"
 
 
 class ObjectBody(BaseModel):
@@ -78,7 +104,7 @@ def auto_available() -> bool:
 def _describe(workspace: Workspace, obj: LiveObject) -> dict:
     revision = obj.current
     visible = []
-    if revision.segmenter is not None:
+    if not revision.empty:
         visible = [i for i in range(len(workspace.scene.views)) if workspace.work_mask(obj, i).any()]
     return {
         "id": obj.id,
@@ -88,6 +114,7 @@ def _describe(workspace: Workspace, obj: LiveObject) -> dict:
         "steps": len(revision.steps),
         "can_undo": bool(obj.undo or revision.steps),
         "can_redo": bool(obj.redo),
+        "tracked": revision.tracked,
         "version": obj.version,
         "visible_views": visible,
     }
@@ -113,11 +140,7 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
-        parts = []
-        for item in error.errors():
-            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
-        return _error(400, "; ".join(parts) or "invalid request")
+        return _error(400, _validation_message(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -145,7 +168,7 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
 
     @app.get("/api/status")
     def status():
-        progress = workspace.progress
+        progress, task = workspace.progress, workspace.task
         return {
             "ready": progress.ready,
             "stage": progress.stage,
@@ -154,7 +177,9 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
             "error": progress.error,
             "notes": workspace.notes,
             "scene": None if workspace.scene is None else str(workspace.scene.root.name),
-            "auto": auto_available(),
+            "auto": auto_available() and not workspace.video,
+            "mode": None if workspace.video is None else ("video" if workspace.video else "multiview"),
+            "task": None if task is None else {"name": task.stage, "progress": task.progress},
         }
 
     @app.get("/api/views")
@@ -209,8 +234,8 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
         return {"seconds": update.seconds, "views_changed": update.views_changed}
 
     @app.post("/api/objects/{object_id}/prompts")
-    def add_prompt(object_id: int, body: PromptBody):
-        return _update(workspace.add_prompts(object_id, [body.spec()]))
+    def add_prompt(object_id: int, payload: Annotated[Any, Body()]):
+        return _update(workspace.add_prompts(object_id, parse_prompts(payload)))
 
     @app.post("/api/objects/{object_id}/undo")
     def undo(object_id: int):
@@ -223,6 +248,10 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
     @app.post("/api/objects/{object_id}/clear")
     def clear(object_id: int):
         return _update(workspace.clear(object_id))
+
+    @app.post("/api/objects/{object_id}/track")
+    def track(object_id: int):
+        return _update(workspace.track(object_id))
 
     @app.get("/api/objects/{object_id}/masks/{index}.png")
     def mask_png(object_id: int, index: int):

@@ -88,6 +88,7 @@ class SavedObject:
     name: str
     color: tuple[int, int, int]
     steps: list[list[PromptSpec]] = field(default_factory=list)
+    tracked: bool = False  # a video object tracked through every frame
 
 
 @dataclass
@@ -111,6 +112,7 @@ def save_state(path: Path, state: SavedState) -> None:
                 "name": obj.name,
                 "color": list(obj.color),
                 "steps": [[spec.to_json() for spec in step] for step in obj.steps],
+                "tracked": obj.tracked,
             }
             for obj in state.objects
         ],
@@ -134,6 +136,7 @@ def load_state(path: Path, view_names: list[str]) -> SavedState | None:
                 name=check_name(str(obj["name"])),
                 color=tuple(int(c) for c in obj["color"]),
                 steps=[[PromptSpec.from_json(spec) for spec in step] for step in obj["steps"]],
+                tracked=bool(obj.get("tracked", False)),
             )
             for obj in data["objects"]
         ]

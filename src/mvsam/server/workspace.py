@@ -9,6 +9,7 @@ image embeddings (read-only); only the per-view working state and the 3D votes a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -21,15 +22,18 @@ import numpy as np
 
 from mvsam.export.overlay import palette
 from mvsam.geometry import GeometrySettings, compute_geometry
+from mvsam.io.video import FolderFrames
 from mvsam.sam.predictor import SamPredictor
 from mvsam.scene import Scene
 from mvsam.segment.interactive import Segmenter, SegmenterConfig
+from mvsam.segment.track import Tracker, TrackPrompt
 from mvsam.server.state import PromptSpec, SavedObject, SavedState, check_name, load_state, save_state
 
 log = logging.getLogger(__name__)
 
 STAGES = ("loading", "geometry", "model", "embeddings", "indexing", "restoring")
 MAX_UNDO = 20  # snapshots kept per object; older steps are undone by replaying the prompts
+THUMB_WIDTH = 320  # px
 SCENE_POINTS = 60_000  # points of the dimmed scene cloud in the 3D panel
 
 
@@ -58,10 +62,20 @@ class Progress:
 
 @dataclass(frozen=True)
 class Revision:
-    """One state of an object: the prompt steps so far and the segmenter that holds their result."""
+    """One state of an object: the prompt steps so far and what holds their result.
+
+    Multi-view: the segmenter. Video: ``frames``, np.packbits of the HxW bool mask per frame index (the
+    prompted frame only, or every frame once ``tracked``).
+    """
 
     steps: tuple[tuple[PromptSpec, ...], ...]
-    segmenter: Segmenter | None  # None while there are no prompts
+    segmenter: Segmenter | None = None  # None while there are no prompts (and always for a video)
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    tracked: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.segmenter is None and not self.frames
 
 
 @dataclass
@@ -113,6 +127,7 @@ class Workspace:
         checkpoint: str | Path | None = None,
         predictor: SamPredictor | None = None,
         config: SegmenterConfig | None = None,
+        video: bool | None = None,
     ) -> None:
         self.scene_path = Path(scene_path)
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -122,7 +137,11 @@ class Workspace:
         self.checkpoint = checkpoint
         self.predictor = predictor
         self.config = config
+        self.video = video  # None: decided by the scene (a video file is tracked, not reconstructed)
         self.progress = Progress()
+        self.task: Progress | None = None  # a long change in progress (tracking), for the status
+        self.tracker: Tracker | None = None
+        self.frames: FolderFrames | None = None
         self.scene: Scene | None = None
         self.template: Segmenter | None = None
         self.objects: dict[int, LiveObject] = {}
@@ -158,7 +177,11 @@ class Workspace:
 
     def _prepare(self) -> None:
         scene = Scene.load(self.scene_path, **self.scene_options)
+        if self.video is None:
+            self.video = scene.source_format == "video"
         self.scene = scene
+        if self.video:
+            return self._prepare_video()
         self._stage("geometry")
         compute_geometry(scene, self.geometry_settings, progress=False)
         self._stage("model")
@@ -182,6 +205,28 @@ class Workspace:
         self._stage("ready", 1.0)
         self.progress.ready = True
 
+    def _prepare_video(self) -> None:
+        """Frames are tracked, not reconstructed: no geometry, the tracker encodes what it needs."""
+        scene = self.scene
+        sizes = {(v.height, v.width) for v in scene.views}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"{scene.root}: the frames of a video must share one size, found {sorted(sizes)}"
+            )
+        self.frames = FolderFrames([v.image_path for v in scene.views], sizes.pop())
+        self._stage("model")
+        if self.predictor is None:
+            from mvsam.sam import load_predictor
+
+            self.predictor = load_predictor(
+                self.model, self.checkpoint, cache_dir=scene.cache_dir / "embeddings"
+            )
+        self.tracker = Tracker(self.predictor)
+        self._stage("restoring")
+        self._restore()
+        self._stage("ready", 1.0)
+        self.progress.ready = True
+
     def _restore(self) -> None:
         path = self.state_path
         saved = None if path is None else load_state(path, [v.name for v in self.scene.views])
@@ -189,10 +234,12 @@ class Workspace:
             return
         self.next_id = saved.next_id
         for number, obj in enumerate(saved.objects):
-            live = LiveObject(obj.id, obj.name, obj.color, Revision((), None))
+            live = LiveObject(obj.id, obj.name, obj.color, Revision(()))
             try:
                 for step in obj.steps:
                     live.current = self._apply(live.current, list(step))
+                if obj.tracked and self.video:
+                    live.current = self._track(live.current)
             except ValueError as error:
                 self.notes.append(
                     f"object {obj.id}: a saved prompt no longer applies ({error}); kept the rest"
@@ -211,7 +258,9 @@ class Workspace:
         if self.state_path is None:
             return
         objects = [
-            SavedObject(obj.id, obj.name, obj.color, [list(step) for step in obj.current.steps])
+            SavedObject(
+                obj.id, obj.name, obj.color, [list(step) for step in obj.current.steps], obj.current.tracked
+            )
             for obj in self.objects.values()
         ]
         names = [view.name for view in self.scene.views]
@@ -248,7 +297,25 @@ class Workspace:
         """h x w bool mask at the segmenter's working raster (for thumbnails and change detection)."""
         return self._work_mask(obj.current, view)
 
+    def working_size(self, view: int) -> tuple[int, int]:
+        """(w, h) of the raster of thumbnail overlays: the segmenter's, or 320 px wide for a video."""
+        if self.video:
+            scene_view = self.scene.views[view]
+            return THUMB_WIDTH, max(1, round(scene_view.height * THUMB_WIDTH / scene_view.width))
+        return self.template.working_size(view)
+
+    def _frame_mask(self, revision: Revision, view: int) -> np.ndarray:
+        scene_view = self.scene.views[view]
+        packed = revision.frames.get(view)
+        if packed is None:
+            return np.zeros((scene_view.height, scene_view.width), dtype=bool)
+        count = scene_view.height * scene_view.width
+        return np.unpackbits(packed, count=count).astype(bool).reshape(scene_view.height, scene_view.width)
+
     def _work_mask(self, revision: Revision, view: int) -> np.ndarray:
+        if self.video:
+            mask = self._frame_mask(revision, view).astype(np.uint8)
+            return cv2.resize(mask, self.working_size(view), interpolation=cv2.INTER_NEAREST) > 0
         segmenter = revision.segmenter
         if segmenter is None:
             width, height = self.template.working_size(view)
@@ -257,6 +324,8 @@ class Workspace:
 
     def full_masks(self, obj: LiveObject, views: list[int]) -> list[np.ndarray]:
         """HxW bool masks at the images' sizes, computed on a throwaway copy so snapshots stay small."""
+        if self.video:
+            return [self._frame_mask(obj.current, i) for i in views]
         segmenter = obj.current.segmenter
         if segmenter is None:
             return [np.zeros((self.scene.views[i].height, self.scene.views[i].width), bool) for i in views]
@@ -272,6 +341,8 @@ class Workspace:
     def scene_points(self) -> tuple[np.ndarray, np.ndarray]:
         """Up to :data:`SCENE_POINTS` coloured points of the scene, from each view's depth (or SfM points)."""
         self.require_ready()
+        if self.video:
+            return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
         if self._scene_points is None:
             scene = self.scene
             posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
@@ -296,7 +367,7 @@ class Workspace:
                 self._scene_points = (np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
         return self._scene_points
 
-    def thumbnail(self, view: int, width: int = 320) -> bytes:
+    def thumbnail(self, view: int, width: int = THUMB_WIDTH) -> bytes:
         """JPEG bytes of a view scaled to ``width`` pixels wide (cached)."""
         scene = self.require_scene()
         if view not in self._thumbs:
@@ -319,11 +390,11 @@ class Workspace:
         if full:
             height, width = scene_view.height, scene_view.width
         else:
-            width, height = self.template.working_size(view)
+            width, height = self.working_size(view)
         layer = np.zeros((height, width, 4), dtype=np.uint8)
         thickness = max(1, round(max(width, height) / 400))
         for obj in list(self.objects.values()):
-            if obj.current.segmenter is None:
+            if obj.current.empty:
                 continue
             mask = self.full_masks(obj, [view])[0] if full else self.work_mask(obj, view)
             if not mask.any():
@@ -340,6 +411,8 @@ class Workspace:
         sizes = [(v.width, v.height) for v in self.scene.views]
         for spec in specs:
             spec.check(sizes)
+        if self.video:
+            return self._apply_frame(revision, specs)
         segmenter = clone_segmenter(revision.segmenter or self.template)
         prompts = [spec.to_prompt() for spec in specs]
         if revision.segmenter is None:
@@ -348,8 +421,63 @@ class Workspace:
             segmenter.add_prompts(prompts)
         return Revision((*revision.steps, tuple(specs)), segmenter)
 
+    def _track_prompt(self, steps: tuple[tuple[PromptSpec, ...], ...]) -> TrackPrompt:
+        """The tracker's prompt from an object's steps: clicks and at most one box, all on one frame."""
+        specs = [spec for step in steps for spec in step]
+        frames = {spec.view for spec in specs}
+        if len(frames) != 1:
+            raise ValueError(
+                f"in a video an object's prompts go on one frame (got frames {sorted(frames)}); clear the "
+                "object or add another object to start on another frame"
+            )
+        boxes = [spec.box for spec in specs if spec.box is not None]
+        if len(boxes) > 1:
+            raise ValueError("one box per object in a video; undo the first box or add clicks instead")
+        clicks = [spec for spec in specs if spec.box is None]
+        points = np.array([[c.x, c.y] for c in clicks], dtype=np.float64).reshape(-1, 2)
+        labels = np.array([c.label for c in clicks], dtype=np.int64)
+        return TrackPrompt(
+            frame=frames.pop(),
+            points=points if len(clicks) else None,
+            labels=labels if len(clicks) else None,
+            box=np.array(boxes[0], dtype=np.float64) if boxes else None,
+        )
+
+    def _apply_frame(self, revision: Revision, specs: list[PromptSpec]) -> Revision:
+        """A video object's mask on its prompted frame (the tracker's first answer, nothing tracked yet)."""
+        steps = (*revision.steps, tuple(specs))
+        prompt = self._track_prompt(steps)
+        if prompt.labels is not None and not np.any(prompt.labels == 1) and prompt.box is None:
+            raise ValueError("the prompts only say what is not the object; add a positive click or a box")
+        single = FolderFrames([self.frames.paths[prompt.frame]], self.frames.size)
+        first = next(iter(self.tracker.track(single, dataclasses.replace(prompt, frame=0))))
+        return Revision(steps, frames={prompt.frame: np.packbits(first.mask)})
+
+    def _track(self, revision: Revision) -> Revision:
+        """Every frame's mask, tracked forwards and backwards from the prompted frame."""
+        if not revision.steps:
+            raise ValueError("nothing to track: click the object on a frame first")
+        prompt = self._track_prompt(revision.steps)
+        frames = {}
+        self.task = Progress(stage="tracking")
+        try:
+            for result in self.tracker.track(self.frames, prompt):
+                frames[result.index] = np.packbits(result.mask)
+                self.task.progress = len(frames) / len(self.frames)
+        finally:
+            self.task = None
+        return Revision(revision.steps, frames=frames, tracked=True)
+
+    def track(self, object_id: int) -> Update:
+        """Track a video object through every frame (progress in :attr:`task`)."""
+        with self.lock:
+            obj = self.get(object_id)
+            if not self.video:
+                raise ValueError("tracking is for videos; in a multi-view scene every view follows already")
+            return self._change(obj, lambda: self._track(obj.current))
+
     def _replay(self, steps: tuple[tuple[PromptSpec, ...], ...]) -> Revision:
-        revision = Revision((), None)
+        revision = Revision(())
         for step in steps:
             revision = self._apply(revision, list(step))
         return revision
@@ -386,7 +514,7 @@ class Workspace:
     def clear(self, object_id: int) -> Update:
         with self.lock:
             obj = self.get(object_id)
-            return self._change(obj, lambda: Revision((), None))
+            return self._change(obj, lambda: Revision(()))
 
     def undo(self, object_id: int) -> Update:
         with self.lock:
@@ -416,7 +544,7 @@ class Workspace:
             self.require_ready()
             object_id = self.next_id
             name = check_name(name) if name is not None else f"object {object_id}"
-            obj = LiveObject(object_id, name, object_color(object_id), Revision((), None))
+            obj = LiveObject(object_id, name, object_color(object_id), Revision(()))
             self.objects[object_id] = obj
             self.next_id += 1
             self._save()

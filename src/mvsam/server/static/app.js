@@ -11,6 +11,7 @@ const ui = {
   busy: 0,
   ready: false,
   panel: null, // the 3D panel, when WebGL works
+  video: false,
 };
 
 function setBusy(delta) {
@@ -85,6 +86,7 @@ async function pollStatus() {
     if (status.error) return;
     if (status.ready) {
       $("everything").hidden = !status.auto;
+      ui.video = status.mode === "video";
       for (const note of status.notes) message(note, true);
       return onReady();
     }
@@ -113,11 +115,15 @@ async function loadViews() {
     div.addEventListener("click", () => showView(view.index));
     strip.appendChild(div);
   });
+  const scrubber = $("scrubber");
+  scrubber.max = String(ui.views.length - 1);
+  scrubber.addEventListener("input", () => showView(Number(scrubber.value)));
   showView(0);
 }
 
 function showView(index) {
   ui.current = index;
+  $("scrubber").value = String(index);
   const view = ui.views[index];
   $("big-image").src = `/api/views/${index}/image`;
   $("big-name").textContent = `${view.name} (${view.width}x${view.height})`;
@@ -287,6 +293,7 @@ async function loadObjects() {
   $("undo").disabled = !obj?.can_undo;
   $("redo").disabled = !obj?.can_redo;
   $("clear").disabled = !obj?.steps;
+  $("track").disabled = !obj?.steps || obj.tracked;
   $("export").classList.toggle("disabled", !ui.objects.some((o) => o.steps));
   drawMarks();
 }
@@ -317,11 +324,24 @@ function setupTools() {
   $("undo").addEventListener("click", () => objectAction("undo"));
   $("redo").addEventListener("click", () => objectAction("redo"));
   $("clear").addEventListener("click", () => objectAction("clear"));
+  $("track").addEventListener("click", () => {
+    objectAction("track");
+    watchTask();
+  });
   document.addEventListener("keydown", (event) => {
     if (!(event.ctrlKey || event.metaKey)) return;
     if (event.key === "z") objectAction("undo");
     if (event.key === "y") objectAction("redo");
   });
+}
+
+async function watchTask() {
+  // the tracking request runs long; its progress comes with the status
+  while (ui.busy) {
+    const status = await api("GET", "/api/status").catch(() => null);
+    if (status?.task) message(`${status.task.name} ${Math.round(status.task.progress * 100)}%`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 // --- start ----------------------------------------------------------------------------------------
@@ -332,6 +352,13 @@ async function onReady() {
   $("add-object").disabled = false;
   await loadObjects();
   refreshOverlays();
+  if (ui.video) {
+    document.querySelector("main").classList.add("video");
+    $("panel3d").hidden = true;
+    $("track").hidden = false;
+    $("scrubber").hidden = false;
+    return;
+  }
   try {
     const { ThreePanel } = await import("/static/three_panel.js");
     ui.panel = new ThreePanel($("three"), $("show-scene"));
