@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from mvsam.demo.run import SCENE_DIR
 from mvsam.server import create_app
+from mvsam.server.app import auto_available
 
 from .conftest import BASE_URL, LiveServer, wait_ready
 
@@ -162,6 +163,9 @@ def test_bad_requests_change_nothing(make_workspace, tmp_path):
             response = getattr(client, method)(path, **kwargs)
             assert response.status_code == code, (method, path, response.text)
             assert response.json()["error"]
+        if not auto_available():
+            assert client.get("/api/status").json()["auto"] is False  # the page hides "Everything"
+            assert client.post("/api/auto").status_code == 400
         assert client.patch("/api/objects/1", json={"name": ""}).status_code == 400
         assert client.post("/api/objects", json={"name": "x" * 500}).status_code == 400
         # only negative clicks cannot start an object

@@ -253,6 +253,11 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
     def track(object_id: int):
         return _update(workspace.track(object_id))
 
+    @app.post("/api/auto")
+    def everything():
+        count, seconds = workspace.run_auto()
+        return {"objects": count, "seconds": seconds}
+
     @app.get("/api/objects/{object_id}/masks/{index}.png")
     def mask_png(object_id: int, index: int):
         obj = workspace.get(object_id)

@@ -142,6 +142,7 @@ class Workspace:
         self.task: Progress | None = None  # a long change in progress (tracking), for the status
         self.tracker: Tracker | None = None
         self.frames: FolderFrames | None = None
+        self.auto = None  # the last "Everything" result (mvsam.segment.auto.AutoResult), when run
         self.scene: Scene | None = None
         self.template: Segmenter | None = None
         self.objects: dict[int, LiveObject] = {}
@@ -393,6 +394,8 @@ class Workspace:
             width, height = self.working_size(view)
         layer = np.zeros((height, width, 4), dtype=np.uint8)
         thickness = max(1, round(max(width, height) / 400))
+        if self.auto is not None:
+            self._draw_ids(layer, view, thickness)
         for obj in list(self.objects.values()):
             if obj.current.empty:
                 continue
@@ -403,6 +406,34 @@ class Workspace:
             contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(layer, contours, -1, (*obj.color, 255), thickness)
         return layer
+
+    def _draw_ids(self, layer: np.ndarray, view: int, thickness: int) -> None:
+        """Automatic mode's objects on a view, one palette colour per consistent id, under the objects."""
+        ids = np.asarray(self.auto.id_map(view))
+        height, width = layer.shape[:2]
+        if ids.shape != (height, width):
+            ids = cv2.resize(ids.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
+        present = [int(i) for i in np.unique(ids) if i > 0]
+        colors = palette(max(present, default=0) + 1, seed=1)
+        for object_id in present:
+            mask = ids == object_id
+            layer[mask] = (*colors[object_id], 90)
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(layer, contours, -1, (*colors[object_id], 200), thickness)
+
+    def run_auto(self) -> tuple[int, float]:
+        """Automatic mode on the whole scene ("Everything"): (objects found, seconds)."""
+        try:
+            from mvsam.segment.auto import AutoSegmenter
+        except ImportError:
+            raise ValueError("automatic mode (mvsam.segment.auto) is not installed in this version") from None
+        with self.lock:
+            self.require_ready()
+            if self.video:
+                raise ValueError("automatic mode is for multi-view scenes, not videos")
+            start = time.perf_counter()
+            self.auto = AutoSegmenter(self.scene).run()
+            return len(self.auto.objects), time.perf_counter() - start
 
     # --- changes (under the inference lock) -----------------------------------------------------
 

@@ -321,6 +321,13 @@ function setupTools() {
       await loadObjects();
     }),
   );
+  $("everything").addEventListener("click", () =>
+    enqueue("segmenting everything", async () => {
+      const result = await api("POST", "/api/auto");
+      $("timing").textContent = `everything: ${result.objects} objects in ${result.seconds.toFixed(1)} s`;
+      refreshOverlays();
+    }),
+  );
   $("undo").addEventListener("click", () => objectAction("undo"));
   $("redo").addEventListener("click", () => objectAction("redo"));
   $("clear").addEventListener("click", () => objectAction("clear"));
@@ -350,6 +357,7 @@ async function onReady() {
   ui.ready = true;
   document.body.dataset.ready = "true";
   $("add-object").disabled = false;
+  $("everything").disabled = false;
   await loadObjects();
   refreshOverlays();
   if (ui.video) {
