@@ -14,7 +14,7 @@ from mvsam.server import create_app
 
 from .conftest import BASE_URL, SPHERE, masks_of, read_png, wait_ready
 
-NEGATIVE = {"view": 0, "x": 300.0, "y": 300.0, "label": 0}  # table next to the sphere
+NEGATIVE = {"view": 0, "x": 300.0, "y": 300.0, "label": 0}  # on the sphere's right edge: cuts it off
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,12 +30,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-NEGATIVE = (300.0, 300.0)
+NEGATIVE = (300.0, 300.0)  # on the sphere's right edge: every view loses that part
 
 
 def _shot(page, selector: str) -> np.ndarray:
-    box = page.locator(selector).bounding_box()
-    png = page.screenshot(clip=box)
+    """An element's pixels as the user sees them (scrolled into view), HxWx3 int16."""
+    png = page.locator(selector).screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
