@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from mvsam.export.overlay import palette
 from mvsam.geometry import GeometrySettings, compute_geometry
@@ -96,8 +97,12 @@ class Update:
 
 
 def clone_segmenter(segmenter: Segmenter) -> Segmenter:
-    """A copy that can be changed independently, sharing the scene, predictor and embeddings."""
+    """A copy that can be changed independently, sharing the scene, predictor, embeddings and any model
+    (``torch.nn.Module``) the segmenter holds: those are read-only while segmenting."""
     memo = {id(segmenter.scene): segmenter.scene, id(segmenter.predictor): segmenter.predictor}
+    for value in vars(segmenter).values():
+        if isinstance(value, torch.nn.Module | SamPredictor):
+            memo[id(value)] = value
     for index in range(len(segmenter.scene.views)):
         embedding = segmenter.embedding(index)
         memo[id(embedding)] = embedding
