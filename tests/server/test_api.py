@@ -53,6 +53,9 @@ def test_click_undo_redo_restart(make_workspace, tmp_path):
 
         overlay = read_png(client.get("/api/views/3/overlay.png"))
         assert overlay.ndim == 3 and overlay.shape[2] == 4 and overlay[..., 3].max() == 255
+        cameras = client.get("/api/scene/cameras").json()
+        assert len(cameras) == 8 and len(cameras[0]["world_from_cam"]) == 4
+        assert 0.5 < cameras[0]["median_depth"] < 2.0  # metres: the cameras stand 1 m from the table centre
         ply = client.get("/api/objects/1/points.ply")
         assert ply.status_code == 200 and ply.content.startswith(b"ply")
 

@@ -269,6 +269,18 @@ def create_app(workspace: Workspace, host: str = "127.0.0.1", token: str | None 
         xyz, rgb = workspace.object_points(workspace.get(object_id))
         return Response(ply_bytes(xyz, rgb), media_type="application/octet-stream", headers=NO_STORE)
 
+    @app.get("/api/scene/cameras")
+    def cameras():
+        """Per view: ``world_from_cam`` (4x4, OpenCV axes) or null, and its median depth (3D panel)."""
+        workspace.require_ready()
+        records = []
+        for index, view in enumerate(workspace.scene.views):
+            pose = None if view.camera is None else view.camera.world_from_cam.tolist()
+            known = None if view.depth is None else view.depth[view.depth > 0]
+            depth = float(np.median(known)) if known is not None and known.size else None
+            records.append({"index": index, "world_from_cam": pose, "median_depth": depth})
+        return records
+
     @app.get("/api/scene/points.ply")
     def scene_ply():
         xyz, rgb = workspace.scene_points()

@@ -371,6 +371,8 @@ async function onReady() {
     const { ThreePanel } = await import("/static/three_panel.js");
     ui.panel = new ThreePanel($("three"), $("show-scene"));
     await ui.panel.loadScene();
+    const cameras = await api("GET", "/api/scene/cameras");
+    ui.panel.lookFrom(cameras[ui.current]);
     ui.panel.showObject(ui.selected, ui.objects.find((o) => o.id === ui.selected)?.color);
   } catch (error) {
     $("three-note").textContent = `3D view unavailable: ${error.message}`;

@@ -42,11 +42,28 @@ export class ThreePanel {
     this.scene.add(this.sceneCloud);
     geometry.computeBoundingSphere();
     const sphere = geometry.boundingSphere;
-    this.controls.target.copy(sphere.center);
-    this.camera.position.copy(sphere.center).add(new THREE.Vector3(0, -0.6, -1.2).multiplyScalar(sphere.radius));
     this.camera.near = sphere.radius / 100;
     this.camera.far = sphere.radius * 20;
+    this.controls.target.copy(sphere.center);
+    this.camera.position.copy(sphere.center).add(new THREE.Vector3(0, -0.6, -1.2).multiplyScalar(sphere.radius));
     this.camera.updateProjectionMatrix();
+  }
+
+  lookFrom(record) {
+    // start where a view's camera stands (OpenCV axes: x right, y down, z forward), orbiting what it sees
+    if (!record?.world_from_cam) return;
+    const m = record.world_from_cam;
+    const center = new THREE.Vector3(m[0][3], m[1][3], m[2][3]);
+    const forward = new THREE.Vector3(m[0][2], m[1][2], m[2][2]);
+    const down = new THREE.Vector3(m[0][1], m[1][1], m[2][1]);
+    const distance = record.median_depth || this.camera.far / 20;
+    this.camera.up.copy(down.negate());
+    this.camera.position.copy(center);
+    // OrbitControls takes "up" from the camera when it is made, so make new ones
+    this.controls.dispose();
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.target.copy(center.clone().add(forward.multiplyScalar(distance)));
+    this.controls.update();
   }
 
   async showObject(id, color) {
