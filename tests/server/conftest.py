@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from mvsam.demo.run import SCENE_DIR
+from mvsam.geometry import GeometrySettings
 
 SPHERE = {"view": 0, "x": 265.0, "y": 267.0, "label": 1}  # the demo's suggested click on object 1
 BASE_URL = "http://127.0.0.1:8765"
@@ -29,10 +30,12 @@ def make_workspace(mobile_sam_predictor, demo_cache):
     from mvsam.server import Workspace
 
     def make(out_dir: Path | None, scene_dir: Path = SCENE_DIR, config=None) -> Workspace:
+        # the demo has exact depth and poses: no SfM points needed (triangulating them is the slow part)
         return Workspace(
             scene_dir,
             out_dir,
             scene_options={"cache_dir": demo_cache},
+            geometry=GeometrySettings(triangulate=False),
             predictor=mobile_sam_predictor,
             config=config,
         )
