@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mvsam.commands.segment",
     "mvsam.commands.export",
     "mvsam.commands.batch",
+    "mvsam.commands.serve",
 ]
 
 
