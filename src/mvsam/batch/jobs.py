@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mvsam.cache import hash_bytes
+from mvsam.errors import InputError
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RESERVED_IDS = {"status.json", "logs"}
@@ -41,7 +42,7 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
-    raise ValueError("the mvsam parser has no subcommands")
+    raise RuntimeError("the mvsam parser has no subcommands")
 
 
 def batchable(name: str, sub: argparse.ArgumentParser) -> bool:
@@ -64,16 +65,16 @@ def _option_argv(option: str, action: argparse.Action, value, where: str) -> lis
         return []
     if action.nargs == 0:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: {option!r} is a flag: give true or false, not {value!r}")
+            raise InputError(f"{where}: {option!r} is a flag: give true or false, not {value!r}")
         return [option] if value else []
     if isinstance(value, bool | dict):
-        raise ValueError(f"{where}: {option!r} takes a value, not {json.dumps(value)}")
+        raise InputError(f"{where}: {option!r} takes a value, not {json.dumps(value)}")
     if isinstance(value, list):
         if isinstance(action, argparse._AppendAction):
             return [f"{option}={item}" for item in value]
         if action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1):
             return [option, *map(str, value)]
-        raise ValueError(f"{where}: {option!r} takes one value, not a list")
+        raise InputError(f"{where}: {option!r} takes one value, not a list")
     return [f"{option}={value}"]
 
 
@@ -85,7 +86,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], where: str) -> argp
             return parser.parse_args(argv)
     except SystemExit as error:
         message = stderr.getvalue().strip().splitlines()
-        raise ValueError(f"{where}: {message[-1] if message else error}") from None
+        raise InputError(f"{where}: {message[-1] if message else error}") from None
 
 
 def cache_dir_for(cache_root: Path, scene: str) -> Path:
@@ -105,11 +106,11 @@ def build_job(
 ) -> Job:
     """Validate one parsed JSON line and build its argv (module docstring); ``where`` names the line."""
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: a job is a JSON object, got {json.dumps(record)[:80]}")
+        raise InputError(f"{where}: a job is a JSON object, got {json.dumps(record)[:80]}")
     record = dict(record)
     job_id = record.pop("id", None)
     if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id) or job_id in RESERVED_IDS:
-        raise ValueError(
+        raise InputError(
             f"{where}: 'id' must be a string of letters, digits, '.', '_', '-' (at most 100, not "
             f"{' or '.join(sorted(RESERVED_IDS))}), got {job_id!r}"
         )
@@ -118,7 +119,7 @@ def build_job(
     parsers = command_parsers(parser)
     runnable = sorted(name for name, sub in parsers.items() if batchable(name, sub))
     if command not in runnable:
-        raise ValueError(f"{where}: unknown command {command!r}; batch runs: {', '.join(runnable)}")
+        raise InputError(f"{where}: unknown command {command!r}; batch runs: {', '.join(runnable)}")
     sub = parsers[command]
     positionals = [action for action in sub._actions if not action.option_strings]
     options = _long_options(sub)
@@ -128,26 +129,26 @@ def build_job(
         key = "scene" if index == 0 else action.dest
         value = scene if index == 0 else record.pop(key, None)
         if not isinstance(value, str) or not value:
-            raise ValueError(f"{where}: {command} needs {key!r} (a path string), got {value!r}")
+            raise InputError(f"{where}: {command} needs {key!r} (a path string), got {value!r}")
         argv.append(os.path.abspath(base / value) if index == 0 else value)
     if scene is not None and not positionals:
-        raise ValueError(f"{where}: {command} takes no scene; remove 'scene'")
+        raise InputError(f"{where}: {command} takes no scene; remove 'scene'")
     keys = {key.replace("_", "-"): key for key in record}
     if len(keys) != len(record):
-        raise ValueError(f"{where}: an option is given twice (with '_' and '-'): {sorted(record)}")
+        raise InputError(f"{where}: an option is given twice (with '_' and '-'): {sorted(record)}")
     for name, key in keys.items():
         if name == "out":
-            raise ValueError(f"{where}: 'out' is set by mvsam batch (OUT/{job_id}/); remove it")
+            raise InputError(f"{where}: 'out' is set by mvsam batch (OUT/{job_id}/); remove it")
         if name not in options:
             known = ", ".join(sorted(set(options) - {"out"}))
-            raise ValueError(f"{where}: {command} has no option {key!r}; options: {known}")
+            raise InputError(f"{where}: {command} has no option {key!r}; options: {known}")
         argv += _option_argv(f"--{name}", options[name], record[key], where)
     argv.append(f"--out={out / job_id}")
     if cache_root is not None and "cache-dir" in options and "cache-dir" not in keys and positionals:
         argv.append(f"--cache-dir={cache_dir_for(cache_root, argv[0])}")
     args = _parse(parser, [command, *argv], where)
     if not callable(getattr(args, "run", None)):
-        raise ValueError(f"{where}: {command} has no runner")
+        raise InputError(f"{where}: {command} has no runner")
     return Job(job_id, command, tuple(argv), line, str(base))
 
 
@@ -177,12 +178,12 @@ def read_jobs(
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not a JSON object ({error.msg}): {text[:80]}") from None
+            raise InputError(f"{where}: not a JSON object ({error.msg}): {text[:80]}") from None
         job = build_job(record, parser, out, base, cache_root, where, number)
         if job.id in seen:
-            raise ValueError(f"{where}: job id {job.id!r} already used on line {seen[job.id]}")
+            raise InputError(f"{where}: job id {job.id!r} already used on line {seen[job.id]}")
         seen[job.id] = number
         jobs.append(job)
     if not jobs:
-        raise ValueError(f"{path}: no jobs (one JSON object per line)")
+        raise InputError(f"{path}: no jobs (one JSON object per line)")
     return jobs

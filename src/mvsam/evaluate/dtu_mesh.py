@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import iou
 from mvsam.evaluate.protocol import protocol_clicks
 from mvsam.export.mesh import MeshSettings, reconstruct_mesh
@@ -102,7 +103,7 @@ def evaluate_dtu_mesh(
     scene = Scene.load(data)
     gts = load_ground_truth(data, scene)
     if not 0 <= reference < len(scene.views):
-        raise ValueError(f"reference view {reference} is out of range 0..{len(scene.views) - 1}")
+        raise InputError(f"reference view {reference} is out of range 0..{len(scene.views) - 1}")
     cameras = np.load(data / "cameras_sphere.npz")
     seconds = {}
     tick = time.perf_counter()

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mvsam.errors import InputError
 from mvsam.export.result import Result, read_result, scene_view
 from mvsam.scene import Scene
 
@@ -35,7 +36,7 @@ def parse_formats(formats: str | list[str]) -> list[str]:
         return list(FORMATS)
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
-        raise ValueError(
+        raise InputError(
             f"unknown export format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)} or all"
         )
     return list(dict.fromkeys(names))
@@ -66,9 +67,9 @@ def _masks_for(result: Result, scene: Scene, object_id: int) -> list:
 
 def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+        raise InputError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ValueError(f"{out} is not empty; choose another --out or pass --force to replace it")
+        raise InputError(f"{out} is not empty; choose another --out or pass --force to replace it")
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -104,12 +105,12 @@ def export(
     object_ids = list(result.object_ids) if objects is None else sorted(set(objects))
     for object_id in object_ids:
         if object_id not in result.object_ids:
-            raise ValueError(
+            raise InputError(
                 f"{result.root} has no object with id {object_id}; its ids are "
                 f"{', '.join(map(str, result.object_ids)) or '(none)'}"
             )
     if not object_ids:
-        raise ValueError(f"{result.root} holds no objects to export")
+        raise InputError(f"{result.root} holds no objects to export")
     needs_scene = {"rgba", "nerfstudio", "colmap", "points", "mesh"} & set(names)
     loaded = result.load_scene(scene) if needs_scene else None
     if loaded is not None and {"points", "mesh"} & set(names):
@@ -162,7 +163,7 @@ def _write(name, result, object_ids, scene, view_names, staging, report, mesh_se
         for object_id in object_ids:
             cloud = points.object_cloud(scene, _masks_for(result, scene, object_id))
             if len(cloud) == 0:
-                raise ValueError(f"object {object_id} has no depth anywhere: no mask pixel has known depth")
+                raise InputError(f"object {object_id} has no depth anywhere: no mask pixel has known depth")
             clouds[object_id] = cloud
         return points.export_points(clouds, staging, labelled=result.layout == "ids" or len(object_ids) > 1)
     from mvsam.export.mesh import reconstruct_mesh, write_mesh

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mvsam.errors import InputError
 from mvsam.export.masks import binary_image, union_mask, write_png
 from mvsam.export.result import Result, scene_view
 from mvsam.io.conventions import (
@@ -31,7 +32,7 @@ def _views(result: Result, scene: Scene) -> list[tuple[str, View]]:
     for stem in result.views:
         view = scene.views[scene_view(scene, stem)]
         if view.camera is None:
-            raise ValueError(f"view {view.name} of {scene.root} has no camera; cannot write camera files")
+            raise InputError(f"view {view.name} of {scene.root} has no camera; cannot write camera files")
         pairs.append((stem, view))
     return pairs
 
@@ -75,7 +76,7 @@ def export_nerfstudio(result: Result, object_ids: list[int], scene: Scene, out: 
         for stem, view in pairs:
             frame = dict(by_name.get(view.name) or by_name.get(Path(view.name).name) or {})
             if not frame:
-                raise ValueError(f"{original} has no frame for {view.name}")
+                raise InputError(f"{original} has no frame for {view.name}")
             frame["file_path"] = str(view.image_path.absolute())
             frame["mask_path"] = f"masks/{stem}.png"
             frames.append(frame)

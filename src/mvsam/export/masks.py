@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mvsam.errors import InputError
 from mvsam.export.result import Result, scene_view
 from mvsam.scene import Scene
 
@@ -73,7 +74,7 @@ def export_png(result: Result, object_ids: list[int], out: Path) -> list[Path]:
 def export_davis(result: Result, object_ids: list[int], out: Path) -> list[Path]:
     """``out/ids/<stem>.png``: 8-bit palette PNG, pixel value = object id (0 = none), DAVIS palette."""
     if max(object_ids, default=0) > 255:
-        raise ValueError(f"DAVIS PNGs hold ids up to 255; the result has id {max(object_ids)}")
+        raise InputError(f"DAVIS PNGs hold ids up to 255; the result has id {max(object_ids)}")
     written = []
     for stem in result.views:
         ids = result.ids(stem)
@@ -92,7 +93,7 @@ def export_rgba(result: Result, object_ids: list[int], scene: Scene, out: Path) 
         image = view.load_image()
         mask = union_mask(result, object_ids, stem)
         if mask.shape != image.shape[:2]:
-            raise ValueError(f"mask {stem} is {mask.shape[::-1]}, image {view.name} is {image.shape[1::-1]}")
+            raise InputError(f"mask {stem} is {mask.shape[::-1]}, image {view.name} is {image.shape[1::-1]}")
         rgba = np.dstack([image, np.where(mask, 255, 0).astype(np.uint8)])
         written.append(write_png(out / "rgba" / f"{stem}.png", Image.fromarray(rgba, mode="RGBA")))
     return written

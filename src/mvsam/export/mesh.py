@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mvsam.errors import InputError
 from mvsam.export.points import masked_points, working_size
 from mvsam.lift.project import project_points, resize_camera
 from mvsam.scene import Camera, Scene
@@ -43,9 +44,9 @@ class MeshSettings:
 
     def validate(self) -> None:
         if self.resolution < 8:
-            raise ValueError(f"mesh resolution must be >= 8 voxels, got {self.resolution}")
+            raise InputError(f"mesh resolution must be >= 8 voxels, got {self.resolution}")
         if self.truncation <= 0 or not 0 < self.min_inside <= 1 or not 0 <= self.keep_share <= 1:
-            raise ValueError(f"invalid mesh settings {self}")
+            raise InputError(f"invalid mesh settings {self}")
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _box(points: np.ndarray, settings: MeshSettings) -> tuple[np.ndarray, float,
     low, high = np.percentile(points, [0.5, 99.5], axis=0)
     side = float((high - low).max())
     if not side > 0:
-        raise ValueError("the object's 3D points span no volume; cannot build a mesh")
+        raise InputError("the object's 3D points span no volume; cannot build a mesh")
     low, high = low - settings.padding * side, high + settings.padding * side
     voxel = float((high - low).max()) / settings.resolution
     shape = tuple(int(np.ceil(v)) for v in (high - low) / voxel)
@@ -227,15 +228,15 @@ def reconstruct_mesh(
     settings.validate()
     start = time.perf_counter()
     if len(masks) != len(scene.views):
-        raise ValueError(f"need one mask per view: {len(masks)} masks for {len(scene.views)} views")
+        raise InputError(f"need one mask per view: {len(masks)} masks for {len(scene.views)} views")
     rasters = _rasters(scene, masks, settings.max_side, images=True)
     if not any(r.mask.any() for r in rasters):
-        raise ValueError(f"{name} is empty in every view with a camera; nothing to reconstruct")
+        raise InputError(f"{name} is empty in every view with a camera; nothing to reconstruct")
     points, _ = masked_points(scene, masks, settings.max_side, colors=False)
     if len(points) < 10:
         points = _sparse_object_points(scene, rasters)
     if len(points) < 10:
-        raise ValueError(
+        raise InputError(
             f"{name} has no depth anywhere: no view has known depth inside its mask and no SfM point falls "
             f"inside the masks; run geometry with depth (mvsam reconstruct) or check the masks"
         )
@@ -243,7 +244,7 @@ def reconstruct_mesh(
     field = _fuse(rasters, origin, voxel, shape, settings).reshape(shape)
     occupancy = np.pad(-field, 1, constant_values=-1.0)  # positive inside; the border closes the surface
     if occupancy.max() <= 0:
-        raise ValueError(f"the masks of {name} carve away every voxel: they disagree in 3D")
+        raise InputError(f"the masks of {name} carve away every voxel: they disagree in 3D")
     vertices, faces, _, _ = marching_cubes(occupancy, level=0.0, spacing=(voxel, voxel, voxel))
     vertices = vertices + origin - 0.5 * voxel  # padded index 0 is the voxel centre at origin - voxel / 2
     mesh = trimesh.Trimesh(vertices, faces, process=True)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from mvsam.cache import hash_file
+from mvsam.errors import InputError
 from mvsam.scene import Scene
 
 LAYOUTS = ("single", "per_object", "ids")
@@ -59,12 +60,12 @@ class Result:
 
     def _check(self, object_id: int, stem: str) -> None:
         if object_id not in self.object_ids:
-            raise ValueError(
+            raise InputError(
                 f"{self.root}: no object with id {object_id}; the result has ids "
                 f"{', '.join(map(str, self.object_ids)) or '(none)'}"
             )
         if stem not in self._view_set:
-            raise ValueError(f"{self.root}: no view {stem!r} in the result")
+            raise InputError(f"{self.root}: no view {stem!r} in the result")
 
     @cached_property
     def _view_set(self) -> set[str]:
@@ -99,10 +100,10 @@ class Result:
         """
         reference = self.scene
         if override is None and reference is None:
-            raise ValueError(f"{self.root}/report.json does not say which scene it came from; pass --scene")
+            raise InputError(f"{self.root}/report.json does not say which scene it came from; pass --scene")
         path = Path(override) if override is not None else reference.path
         if not path.exists():
-            raise ValueError(
+            raise InputError(
                 f"the scene of {self.root} is not at {path} any more (moved or deleted); "
                 f"pass --scene NEW_PATH to say where it is now"
             )
@@ -113,13 +114,13 @@ class Result:
         )
         missing = [stem for stem in self.views if scene_view(scene, stem) is None]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"the scene at {path} has no view for {len(missing)} of the result's {len(self.views)} views "
                 f"(e.g. {missing[0]!r}): it changed since {self.root} was made"
             )
         if check and reference is not None and reference.images_key is not None:
             if images_key(scene) != reference.images_key:
-                raise ValueError(
+                raise InputError(
                     f"the images of the scene at {path} changed since {self.root} was made "
                     f"(content key differs); run the command again on the scene as it is now"
                 )
@@ -173,7 +174,7 @@ def source_record(
 
 def _read_png(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise ValueError(f"mask file missing: {path}; the result folder is incomplete")
+        raise InputError(f"mask file missing: {path}; the result folder is incomplete")
     with Image.open(path) as image:
         if image.mode in ("RGB", "RGBA"):
             return np.asarray(image.convert("L"))
@@ -193,7 +194,7 @@ def _int_ids(values) -> list[int]:
     for value in values:
         value = value.get("id", value.get("object_id")) if isinstance(value, dict) else value
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"object id {value!r} is not an integer")
+            raise InputError(f"object id {value!r} is not an integer")
         ids.append(value)
     return sorted(set(ids))
 
@@ -216,14 +217,14 @@ def read_result(path: str | Path) -> Result:
     """Open a result folder of ``segment``, ``track`` or ``auto``; raises ValueError when it is not one."""
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"{root} is not a folder; give the --out folder of mvsam segment, auto or track")
+        raise InputError(f"{root} is not a folder; give the --out folder of mvsam segment, auto or track")
     report_path = root / "report.json"
     report: dict = {}
     if report_path.is_file():
         try:
             report = json.loads(report_path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{report_path} is not valid JSON: {error}") from error
+            raise InputError(f"{report_path} is not valid JSON: {error}") from error
     masks, ids = root / "masks", root / "ids"
     object_dirs = (
         sorted(p for p in masks.iterdir() if p.is_dir() and p.name.isdigit()) if masks.is_dir() else []
@@ -237,7 +238,7 @@ def read_result(path: str | Path) -> Result:
     elif ids.is_dir() and any(ids.glob("*.png")):
         layout, views = "ids", sorted(p.stem for p in ids.glob("*.png"))
     else:
-        raise ValueError(
+        raise InputError(
             f"{root} is not a result folder: it has no masks/<stem>.png, masks/<id>/<stem>.png or "
             f"ids/<stem>.png; give the --out folder of mvsam segment, auto or track"
         )
@@ -259,7 +260,7 @@ def read_result(path: str | Path) -> Result:
             found.update(int(v) for v in np.unique(_read_ids(ids / f"{stem}.png")) if v)
         object_ids = sorted(found)
     if layout == "single" and len(object_ids) != 1:
-        raise ValueError(
+        raise InputError(
             f"{report_path}: masks/<stem>.png holds one object but the report lists {object_ids}"
         )
     return Result(
