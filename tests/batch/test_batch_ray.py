@@ -102,6 +102,7 @@ def files(folder: Path) -> dict[str, Path]:
 def without_seconds(path: Path) -> dict:
     report = json.loads(path.read_text())
     report.pop("seconds")
+    report["source"].pop("cache_dir")  # the CLI runs and the batch use different --cache-dir folders
     return report
 
 

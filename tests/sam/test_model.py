@@ -49,7 +49,7 @@ def test_wrong_checkpoint_is_rejected(mobile_sam_checkpoint):
 def test_corrupt_checkpoint_file_is_rejected(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable SAM checkpoint"):
         read_state_dict(path)
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from mvsam.batch.jobs import Job
 from mvsam.batch.worker import JobOutcome, log_path, read_done, run_job
 from mvsam.cache import atomic_write_bytes
+from mvsam.errors import InputError
 
 INSTALL_HINT = "mvsam batch needs Ray: pip install 'mvsam[cluster]'"
 POLL_SECONDS = 1.0
@@ -54,13 +55,13 @@ class BatchSettings:
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+            raise InputError(f"--workers must be >= 1, got {self.workers}")
         if self.cpus_per_job < 1:
-            raise ValueError(f"--cpus-per-job must be >= 1, got {self.cpus_per_job}")
+            raise InputError(f"--cpus-per-job must be >= 1, got {self.cpus_per_job}")
         if self.memory_per_job_gb <= 0:
-            raise ValueError(f"--memory-per-job must be > 0 GiB, got {self.memory_per_job_gb}")
+            raise InputError(f"--memory-per-job must be > 0 GiB, got {self.memory_per_job_gb}")
         if self.retries < 0:
-            raise ValueError(f"--retries must be >= 0, got {self.retries}")
+            raise InputError(f"--retries must be >= 0, got {self.retries}")
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _check_feasible(ray, settings: BatchSettings) -> None:
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if not any(r.get("CPU", 0) >= settings.cpus_per_job and r.get("memory", 0) >= need_memory for r in nodes):
         offered = ", ".join(f"{r.get('CPU', 0):g} CPUs/{r.get('memory', 0) / 2**30:.1f} GiB" for r in nodes)
-        raise ValueError(
+        raise InputError(
             f"no Ray node offers {settings.cpus_per_job} CPUs and {settings.memory_per_job_gb:g} GiB per job "
             f"(nodes: {offered or 'none'}); lower --cpus-per-job / --memory-per-job"
         )

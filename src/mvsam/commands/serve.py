@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mvsam.commands.common import add_geometry_arguments, add_model_arguments, geometry_settings
+from mvsam.errors import InputError
 from mvsam.segment.interactive import SegmenterConfig
 
 
@@ -44,7 +45,7 @@ def run(args) -> int:
     from mvsam.server.security import is_loopback, new_token
 
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        raise InputError(f"--port must be in 1..65535, got {args.port}")
     token = None
     url = f"http://{'127.0.0.1' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
     if not is_loopback(args.host):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mvsam.cache import atomic_write_bytes
+from mvsam.errors import InputError
 from mvsam.segment.prompts import BoxPrompt, Click
 
 STATE_VERSION = 1
@@ -142,6 +143,6 @@ def load_state(path: Path, view_names: list[str]) -> SavedState | None:
         ]
         return SavedState(str(data["scene"]), list(data["views"]), int(data["next_id"]), objects)
     except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: unreadable saved state ({error}); move it away to start afresh") from None
+        raise InputError(f"{path}: unreadable saved state ({error}); move it away to start afresh") from None
     except ValueError as error:
-        raise ValueError(f"{path}: {error}; use another --out or move the file away") from None
+        raise InputError(f"{path}: {error}; use another --out or move the file away") from None
