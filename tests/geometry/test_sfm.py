@@ -46,7 +46,7 @@ def test_fern_four_views(fern_folder, data_dir):
     report = reconstruct_cameras(scene)
     assert report.registered == [v.name for v in scene.views] and not report.unregistered
     assert report.summary().startswith("4/4 views registered")
-    assert report.matching == "exhaustive"
+    assert report.matching == "exhaustive" and report.features == "xfeat"
     reference = [
         llff_to_world_from_cam(row[:15].reshape(3, 5))[0]
         for row in np.load(data_dir / "llff_fern" / "poses_bounds.npy")
@@ -56,7 +56,7 @@ def test_fern_four_views(fern_folder, data_dir):
     )
     assert np.median(errors) < 3.0 and errors.max() < 5.0, errors
     assert len(scene.sparse.xyz) > 100
-    assert np.median(reprojection_errors(scene)) < 1.0
+    assert np.median(reprojection_errors(scene)) < 1.5  # XFeat keypoints sit on whole pixels
     focal = scene.views[0].camera.K[0, 0]
     llff_focal = np.load(data_dir / "llff_fern" / "poses_bounds.npy")[0, 14] * 504 / 4032
     assert abs(focal / llff_focal - 1) < 0.1
@@ -66,7 +66,7 @@ def test_blank_image_is_reported_not_fatal(fern_folder):
     Image.new("RGB", (504, 378), (128, 128, 128)).save(fern_folder / "zz_blank.png")
     scene = load_scene(fern_folder, format="images", cache_dir=fern_folder / "cache")
     with pytest.warns(UserWarning, match="not registered: zz_blank.png"):
-        scene = run_sfm(scene)
+        scene = run_sfm(scene, SfmSettings(features="sift"))
     blank = scene.views[scene.view_index("zz_blank.png")]
     assert blank.camera is None
     assert sum(v.camera is not None for v in scene.views) == 4

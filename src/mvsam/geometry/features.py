@@ -12,12 +12,18 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from mvsam.cache import atomic_save_npz, hash_bytes, hash_file, load_npz
+from mvsam.scene import Scene
 
 _LOCK = threading.Lock()
 
@@ -101,6 +107,27 @@ def extract_xfeat(image: np.ndarray, max_size: int, top_k: int) -> Features:
         scores=out["scores"].numpy().astype(np.float32),
         size=(width, height),
     )
+
+
+def scene_features(
+    scene: Scene, indices: Iterable[int], max_size: int, top_k: int, progress: bool = False
+) -> list[Features]:
+    """XFeat features of the views at ``indices``, cached per image file and setting under the scene cache
+    (``geometry/features``), so SfM and correspondence segmentation extract each image once."""
+    folder = Path(scene.cache_dir) / "geometry" / "features"
+    config = f"xfeat|{max_size}|{top_k}"
+    features = []
+    views = [scene.views[i] for i in indices]
+    for view in tqdm(views, desc="SfM features", unit="view", disable=not progress, leave=False):
+        path = folder / f"{hash_bytes(config, hash_file(view.image_path))}.npz"
+        arrays = load_npz(path)
+        if arrays is None:
+            found = extract_xfeat(view.load_image(), max_size, top_k)
+            atomic_save_npz(path, xy=found.xy, descriptors=found.descriptors, scores=found.scores)
+        else:
+            found = Features(arrays["xy"], arrays["descriptors"], arrays["scores"], (view.width, view.height))
+        features.append(found)
+    return features
 
 
 def match_mutual_nn(first: Features, second: Features, min_cosine: float) -> np.ndarray:

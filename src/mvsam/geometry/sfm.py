@@ -28,8 +28,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from mvsam.cache import atomic_save_npz, hash_bytes, hash_file, load_npz
-from mvsam.geometry.features import Features, extract_xfeat, match_lighterglue, match_mutual_nn
+from mvsam.geometry.features import match_lighterglue, match_mutual_nn, scene_features
 from mvsam.io.conventions import K_pixel_centre_to_corner, K_pixel_corner_to_centre
 from mvsam.scene import Camera, Scene, SparsePoints
 
@@ -209,29 +208,14 @@ def _pairs(scene: Scene, settings: SfmSettings) -> tuple[list[tuple[int, int]], 
     return list(itertools.combinations(range(count), 2)), "exhaustive"
 
 
-def _xfeat_features(scene: Scene, settings: SfmSettings, progress: bool) -> list[Features]:
-    """XFeat features of every view, cached per image file and setting under the scene cache."""
-    folder = Path(scene.cache_dir) / "geometry" / "features"
-    config = f"xfeat|{settings.xfeat_image_size}|{settings.xfeat_num_features}"
-    features = []
-    for view in tqdm(scene.views, desc="SfM features", unit="view", disable=not progress, leave=False):
-        path = folder / f"{hash_bytes(config, hash_file(view.image_path))}.npz"
-        arrays = load_npz(path)
-        if arrays is None:
-            found = extract_xfeat(view.load_image(), settings.xfeat_image_size, settings.xfeat_num_features)
-            atomic_save_npz(path, xy=found.xy, descriptors=found.descriptors, scores=found.scores)
-        else:
-            found = Features(arrays["xy"], arrays["descriptors"], arrays["scores"], (view.width, view.height))
-        features.append(found)
-    return features
-
-
 def _xfeat_into_database(
     scene: Scene, settings: SfmSettings, work: _Workspace, model: str, progress: bool
 ) -> tuple[str, dict[tuple[int, int], np.ndarray]]:
     """XFeat keypoints and matches written into the workspace's COLMAP database, then geometric
     verification; returns the matching kind and the raw matches per view pair (for PnP later)."""
-    features = _xfeat_features(scene, settings, progress)
+    features = scene_features(
+        scene, range(len(scene.views)), settings.xfeat_image_size, settings.xfeat_num_features, progress
+    )
     pycolmap.Database.open(work.database).close()  # import_images needs the file
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = model
