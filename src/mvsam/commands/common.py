@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mvsam.geometry import GeometrySettings, MvsSettings, SfmSettings
+from mvsam.geometry.sfm import FEATURES
 from mvsam.sam.model import MODEL_TYPES
 
 
@@ -31,7 +32,10 @@ def add_geometry_arguments(parser) -> None:
     parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
     parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
     parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
-    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM feature image long side (px)")
+    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM SIFT image long side (px)")
+    parser.add_argument(
+        "--features", default=SfmSettings.features, choices=FEATURES, help="SfM features (xfeat: learned)"
+    )
 
 
 def geometry_settings(args, compute_depth: bool = True) -> GeometrySettings:
@@ -39,7 +43,7 @@ def geometry_settings(args, compute_depth: bool = True) -> GeometrySettings:
     if args.neighbors < 1:
         raise ValueError(f"--neighbors must be >= 1, got {args.neighbors}")
     return GeometrySettings(
-        sfm=SfmSettings(max_image_size=args.max_image_size),
+        sfm=SfmSettings(max_image_size=args.max_image_size, features=args.features),
         mvs=MvsSettings(
             resolution=args.depth_resolution,
             num_planes=args.planes,

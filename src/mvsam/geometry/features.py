@@ -130,16 +130,26 @@ def scene_features(
     return features
 
 
-def match_mutual_nn(first: Features, second: Features, min_cosine: float) -> np.ndarray:
-    """Mx2 int64 indices (into ``first``, ``second``) of mutual nearest neighbours with cosine > min."""
-    if len(first.xy) == 0 or len(second.xy) == 0:
+def match_mutual_nn(
+    first: Features, second: Features, min_cosine: float, max_ratio: float = 1.0
+) -> np.ndarray:
+    """Mx2 int64 indices (into ``first``, ``second``) of mutual nearest neighbours with cosine > min and,
+    when ``max_ratio`` < 1, descriptor distance below ``max_ratio`` x the second-nearest's (Lowe's test,
+    both ways: rejects descriptors that look alike everywhere, e.g. noise or repeated texture)."""
+    if len(first.xy) < 2 or len(second.xy) < 2:
         return np.zeros((0, 2), dtype=np.int64)
     similarity = torch.from_numpy(first.descriptors) @ torch.from_numpy(second.descriptors).T
-    best, forward = similarity.max(dim=1)
-    backward = similarity.argmax(dim=0)
+    top, forward = similarity.topk(2, dim=1)
+    back_top, backward = similarity.topk(2, dim=0)
     rows = torch.arange(len(forward))
-    keep = (backward[forward] == rows) & (best > min_cosine)
-    return torch.stack([rows[keep], forward[keep]], dim=1).numpy().astype(np.int64)
+    nearest = forward[:, 0]
+    keep = (backward[0][nearest] == rows) & (top[:, 0] > min_cosine)
+    if max_ratio < 1.0:
+        distance = torch.sqrt(torch.clamp(2 - 2 * top, min=0))  # unit vectors: |a - b|^2 = 2 - 2 cos
+        back_distance = torch.sqrt(torch.clamp(2 - 2 * back_top, min=0))
+        keep &= distance[:, 0] < max_ratio * distance[:, 1]
+        keep &= back_distance[0][nearest] < max_ratio * back_distance[1][nearest]
+    return torch.stack([rows[keep], nearest[keep]], dim=1).numpy().astype(np.int64)
 
 
 def match_lighterglue(first: Features, second: Features, min_confidence: float = 0.1) -> np.ndarray:

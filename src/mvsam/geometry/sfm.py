@@ -51,6 +51,7 @@ class SfmSettings:
     xfeat_image_size: int = 1024  # long side used for XFeat
     xfeat_num_features: int = 4096
     min_cosine: float = 0.82  # mutual-NN matches need at least this descriptor similarity
+    match_ratio: float = 0.95  # and a nearest/second-nearest distance ratio below this (1: no test)
     init_min_num_inliers: int = 50  # mapper: inliers of the initial pair (COLMAP: 100)
     init_min_tri_angle: float = 8.0  # mapper: degrees between the initial pair's rays (COLMAP: 16)
     abs_pose_min_num_inliers: int = 15  # mapper and PnP: 2D-3D inliers to register a view (COLMAP: 30)
@@ -232,7 +233,9 @@ def _xfeat_into_database(
         if settings.matcher == "lighterglue":
             matches[i, j] = match_lighterglue(features[i], features[j])
         else:
-            matches[i, j] = match_mutual_nn(features[i], features[j], settings.min_cosine)
+            matches[i, j] = match_mutual_nn(
+                features[i], features[j], settings.min_cosine, settings.match_ratio
+            )
     db = pycolmap.Database.open(work.database)
     try:
         ids = {image.name: image.image_id for image in db.read_all_images()}
