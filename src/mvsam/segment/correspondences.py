@@ -2,9 +2,10 @@
 
 XFeat matches between the view and views already segmented carry each source view's mask across: a
 target keypoint matched to a source keypoint inside the source's mask is a positive point, one matched
-outside it a negative point. Matches are first checked against a fundamental matrix (RANSAC) per source
-view, and a keypoint that several sources label takes their majority. SAM is then prompted with a few of
-those points, spread apart, and the candidate that agrees with most of ALL transferred points wins.
+outside it a negative point. Matches must agree with the pair's fundamental matrix (RANSAC on the
+distinctive matches), and a keypoint that several sources label takes their majority. SAM is then
+prompted with a few of those points, spread apart, and the candidate that agrees with most of ALL
+transferred points wins.
 """
 
 from __future__ import annotations
@@ -29,24 +30,41 @@ class TransferredPoints:
     sources: int
 
 
+def _epipolar_distance(F: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of each ``second`` point to the epipolar line of its ``first`` point (Nx2 each),
+    for the fundamental matrix with x2^T F x1 = 0."""
+    lines = np.concatenate([first, np.ones((len(first), 1))], axis=1) @ F.T
+    points = np.concatenate([second, np.ones((len(second), 1))], axis=1)
+    return np.abs(np.sum(lines * points, axis=1)) / np.maximum(np.hypot(lines[:, 0], lines[:, 1]), 1e-12)
+
+
 def transfer_labels(
     target: Features,
     sources: list[tuple[Features, np.ndarray]],
     min_cosine: float,
+    max_ratio: float,
+    max_error: float = 3.0,
 ) -> TransferredPoints:
-    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views."""
+    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views.
+
+    The view pair's fundamental matrix comes from distinctive matches only (ratio test ``max_ratio``),
+    so views that share nothing (e.g. noise) find none; then every mutual match within ``max_error``
+    pixels of its epipolar line carries a label.
+    """
     votes: dict[int, list[int]] = {}
     used = 0
     for features, mask in sources:
-        pairs = match_mutual_nn(target, features, min_cosine)
-        if len(pairs) < MIN_INLIERS:
+        strict = match_mutual_nn(target, features, min_cosine, max_ratio)
+        if len(strict) < MIN_INLIERS:
             continue
-        _, inliers = cv2.findFundamentalMat(
-            target.xy[pairs[:, 0]], features.xy[pairs[:, 1]], cv2.FM_RANSAC, 3.0, 0.999
+        F, inliers = cv2.findFundamentalMat(
+            target.xy[strict[:, 0]], features.xy[strict[:, 1]], cv2.FM_RANSAC, max_error, 0.999
         )
-        if inliers is None or int(inliers.sum()) < MIN_INLIERS:
+        if F is None or F.shape != (3, 3) or int(inliers.sum()) < MIN_INLIERS:
             continue
-        pairs = pairs[inliers.ravel().astype(bool)]
+        pairs = match_mutual_nn(target, features, min_cosine)
+        error = _epipolar_distance(F, target.xy[pairs[:, 0]].astype(np.float64), features.xy[pairs[:, 1]])
+        pairs = pairs[error < max_error]
         height, width = mask.shape
         xy = np.rint(features.xy[pairs[:, 1]]).astype(np.int64)
         inside = mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]

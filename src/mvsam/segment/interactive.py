@@ -539,6 +539,7 @@ class Segmenter:
         masks (the user's own object): evidence where depth is missing, e.g. on textureless walls."""
         from mvsam.geometry.sfm import SfmSettings
 
+        sfm = SfmSettings()
         prompted = [i for i in self.user if self._states[i].mask is not None]
         others = [s.index for s in self._states if s.located is not None and s.index not in self.user]
         if not prompted or not others:
@@ -547,7 +548,7 @@ class Segmenter:
         sources = [(features[i], self.mask(i)) for i in prompted]
         transfers = {}
         for index in others:
-            points = transfer_labels(features[index], sources, SfmSettings().min_cosine)
+            points = transfer_labels(features[index], sources, sfm.min_cosine, sfm.match_ratio)
             if points.sources:
                 transfers[index] = points
         return transfers
@@ -573,7 +574,10 @@ class Segmenter:
             state.mask = state.soft = np.zeros((height, width), dtype=bool)
             state.logits, state.score, state.full_mask = None, 0.0, None
             points = transfer_labels(
-                features[index], [(features[i], self.mask(i)) for i in sources], sfm.min_cosine
+                features[index],
+                [(features[i], self.mask(i)) for i in sources],
+                sfm.min_cosine,
+                sfm.match_ratio,
             )
             name = self.scene.views[index].name
             if points.sources == 0:
