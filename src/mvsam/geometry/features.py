@@ -138,17 +138,18 @@ def match_mutual_nn(
     both ways: rejects descriptors that look alike everywhere, e.g. noise or repeated texture)."""
     if len(first.xy) < 2 or len(second.xy) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    similarity = torch.from_numpy(first.descriptors) @ torch.from_numpy(second.descriptors).T
-    top, forward = similarity.topk(2, dim=1)
-    back_top, backward = similarity.topk(2, dim=0)
+    descriptors = torch.from_numpy(first.descriptors), torch.from_numpy(second.descriptors)
+    # two products, each reduced along its rows: much faster on a CPU than reducing one along columns
+    top, forward = (descriptors[0] @ descriptors[1].T).topk(2, dim=1)
+    back_top, backward = (descriptors[1] @ descriptors[0].T).topk(2, dim=1)
     rows = torch.arange(len(forward))
     nearest = forward[:, 0]
-    keep = (backward[0][nearest] == rows) & (top[:, 0] > min_cosine)
+    keep = (backward[nearest, 0] == rows) & (top[:, 0] > min_cosine)
     if max_ratio < 1.0:
         distance = torch.sqrt(torch.clamp(2 - 2 * top, min=0))  # unit vectors: |a - b|^2 = 2 - 2 cos
-        back_distance = torch.sqrt(torch.clamp(2 - 2 * back_top, min=0))
+        back_distance = torch.sqrt(torch.clamp(2 - 2 * back_top[nearest], min=0))
         keep &= distance[:, 0] < max_ratio * distance[:, 1]
-        keep &= back_distance[0][nearest] < max_ratio * back_distance[1][nearest]
+        keep &= back_distance[:, 0] < max_ratio * back_distance[:, 1]
     return torch.stack([rows[keep], nearest[keep]], dim=1).numpy().astype(np.int64)
 
 
