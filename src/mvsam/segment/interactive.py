@@ -20,7 +20,13 @@ A correction (:meth:`Segmenter.add_prompts`) continues from the same votes and e
 only the views whose footprint changed or whose mask puts the new click on the wrong side.
 
 Geometry: dense depth (provided or MVS) when the views have it; otherwise the SfM points each view
-observes are splatted into a sparse depth map (prompt propagation through tracks).
+observes are splatted into a sparse depth map (prompt propagation through tracks). Unknown is not outside:
+pixels without depth near voted ones take the nearest voted side, and XFeat matches to the prompted views
+carry their labels into the others (boxes and candidate choice). A view without camera or depth is
+segmented through those correspondences alone (:mod:`mvsam.segment.correspondences`), or reported.
+The clicked view is the user's: its mask is SAM's own answer to the user's prompts there (highest
+predicted IoU among candidates that respect every click), and 3D may only swap it for a candidate within
+``anchor_iou`` of it.
 Documented behaviours: a prompt set must say where the object is somewhere (a positive click, box or
 mask); negative clicks alone are accepted only as corrections after :meth:`Segmenter.segment`. A user
 mask is kept as given in its view; user clicks are lifted to 3D and given, as clicks, to every view that
