@@ -36,8 +36,11 @@ def test_reconstruct_plain_photos(data_dir, tmp_path, capsys):
     assert len(xyz) > 1000 and rgb is not None
     first = capsys.readouterr().out
     assert "4/4 views with cameras" in first
+    assert "SfM: 4 views registered by the mapper, 0 by PnP, 0 unregistered" in first
+    assert all(view["registration"] == "registered" for view in views)
     assert main(argv) == 0
-    assert "from cache: sfm, depth" in capsys.readouterr().out
+    second = capsys.readouterr().out
+    assert "from cache: sfm, depth" in second and "SfM: 4 views registered" in second
 
 
 def test_reconstruct_bad_input(tmp_path, capsys):

@@ -6,10 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mvsam.demo.run import SCENE_DIR, ground_truth_instances
 from mvsam.evaluate.metrics import iou
 from mvsam.geometry import GeometrySettings
+from mvsam.sam.predictor import Prompt
 from mvsam.scene import Camera, Scene
 from mvsam.segment.interactive import Segmenter, SegmenterConfig, interior_points
 from mvsam.segment.prompts import BoxPrompt, Click, MaskPrompt
@@ -158,3 +160,35 @@ def test_sparse_sfm_points_only(sparse_dtu, mobile_sam_predictor):
     ious = [iou(segmenter.mask(i), truth[i]) for i in (0, 1, 3, 4)]
     assert all(view.visible for view in result.views)
     assert np.mean(ious) > 0.7, ious  # 0.78 measured from ~110 SfM points over five 400x300 views
+
+
+def test_clicked_view_keeps_sams_own_answer(sphere_run, mobile_sam_predictor):
+    """One positive click: the clicked view's mask is SAM's own best candidate (highest predicted IoU)."""
+    segmenter, _ = sphere_run
+    prediction = mobile_sam_predictor.predict_batch(
+        [(segmenter.embedding(0), Prompt(points=np.array([SPHERE_CLICK]), labels=np.array([1])))],
+        multimask=True,
+    )[0]
+    own = prediction.masks[int(np.argmax(prediction.scores))]
+    assert iou(segmenter.mask(0), own) >= 0.95
+
+
+def test_views_without_camera_use_correspondences_or_say_so(demo_scene, mobile_sam_predictor, tmp_path):
+    views = [dataclasses.replace(view) for view in demo_scene.views]
+    views[3].camera, views[3].depth = None, None  # lost its camera: segmented through feature matches
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    views[6] = dataclasses.replace(views[6], camera=None, depth=None, image_path=tmp_path / "noise.png")
+    scene = Scene(demo_scene.root, views, demo_scene.source_format, demo_scene.cache_dir)
+    segmenter = Segmenter(scene, mobile_sam_predictor, SegmenterConfig(max_iterations=2), progress=False)
+    result = segmenter.segment([Click(0, *SPHERE_CLICK)])
+    assert [view.geometry for view in result.views] == ["3d"] * 3 + [
+        "correspondences",
+        "3d",
+        "3d",
+        "none",
+        "3d",
+    ]
+    assert iou(segmenter.mask(3), _gt(3, SPHERE)) > 0.85
+    assert not result.views[6].visible and not segmenter.mask(6).any()
+    assert any("6.jpg: no camera and too few feature matches" in note for note in result.notes)

@@ -11,6 +11,7 @@ from pathlib import Path
 from mvsam.cache import atomic_write_bytes, remove_orphan_temporaries
 from mvsam.errors import InputError
 from mvsam.geometry import GeometrySettings, MvsSettings, SfmSettings
+from mvsam.geometry.sfm import FEATURES
 from mvsam.sam.model import MODEL_TYPES
 from mvsam.scene import Scene
 
@@ -35,7 +36,10 @@ def add_geometry_arguments(parser) -> None:
     parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
     parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
     parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
-    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM feature image long side (px)")
+    parser.add_argument("--max-image-size", type=int, default=1600, help="SfM SIFT image long side (px)")
+    parser.add_argument(
+        "--features", default=SfmSettings.features, choices=FEATURES, help="SfM features (xfeat: learned)"
+    )
 
 
 def geometry_settings(args, compute_depth: bool = True) -> GeometrySettings:
@@ -43,7 +47,7 @@ def geometry_settings(args, compute_depth: bool = True) -> GeometrySettings:
     if args.neighbors < 1:
         raise InputError(f"--neighbors must be >= 1, got {args.neighbors}")
     settings = GeometrySettings(
-        sfm=SfmSettings(max_image_size=args.max_image_size),
+        sfm=SfmSettings(max_image_size=args.max_image_size, features=args.features),
         mvs=MvsSettings(
             resolution=args.depth_resolution,
             num_planes=args.planes,

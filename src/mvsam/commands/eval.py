@@ -11,6 +11,7 @@ import importlib
 BENCHMARK_MODULES: list[str] = [
     "mvsam.evaluate.davis",
     "mvsam.evaluate.dtu",
+    "mvsam.evaluate.geometry",
     "mvsam.evaluate.nvos",
     "mvsam.evaluate.spinnerf",
 ]

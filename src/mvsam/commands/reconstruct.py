@@ -41,8 +41,15 @@ def add_parser(subparsers) -> None:
 OUTPUTS = ["views.json", "depth", "points.ply"]
 
 
-def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: float | None) -> list[Path]:
-    """views.json, depth/<stem>.npy per view with depth, points.ply (when any depth); returns the paths."""
+def write_outputs(
+    scene: Scene,
+    out: Path,
+    min_confidence: float,
+    voxel_size: float | None,
+    registration: dict[str, str] | None = None,
+) -> list[Path]:
+    """views.json (with each view's SfM ``registration`` when given), depth/<stem>.npy per view with
+    depth, points.ply (when any depth); returns the paths."""
     clear_outputs(out, OUTPUTS)
     records = []
     written = []
@@ -55,6 +62,8 @@ def write_outputs(scene: Scene, out: Path, min_confidence: float, voxel_size: fl
             "K": None if camera is None else camera.K.tolist(),
             "world_from_cam": None if camera is None else camera.world_from_cam.tolist(),
         }
+        if registration:
+            record["registration"] = registration.get(view.name)
         records.append(record)
         if view.depth is not None:
             path = out / "depth" / f"{view.stem}.npy"
@@ -81,9 +90,18 @@ def run(args) -> int:
     scene = load_scene(args)
     timings = GeometryTimings()
     compute_geometry(scene, settings, progress=True, timings=timings)
-    written = write_outputs(scene, out, args.min_confidence, args.voxel_size)
+    written = write_outputs(scene, out, args.min_confidence, args.voxel_size, timings.registration)
     for note in scene.notes:
         print(f"note: {note}")
+    if timings.registration:
+        kinds = list(timings.registration.values())
+        print(
+            f"SfM: {kinds.count('registered')} views registered by the mapper, {kinds.count('pnp')} by PnP, "
+            f"{kinds.count('unregistered')} unregistered"
+        )
+        for name, kind in timings.registration.items():
+            if kind != "registered":
+                print(f"  {name}: {kind}" + (" (no camera, no depth)" if kind == "unregistered" else ""))
     registered = sum(view.camera is not None for view in scene.views)
     with_depth = [v for v in scene.views if v.depth is not None]
     valid = np.mean([float(np.mean(v.depth > 0)) for v in with_depth]) if with_depth else 0.0

@@ -162,6 +162,11 @@ def run(args) -> int:
     visible = sum(view.visible for view in result.views)
     for note in report["notes"]:
         print(f"note: {note}")
+    for view in result.views:
+        if view.geometry == "correspondences":
+            print(f"{view.name}: no camera; segmented through feature correspondences")
+        elif view.geometry == "none":
+            print(f"{view.name}: no camera and no correspondences; no mask")
     print(
         f"object visible in {visible}/{len(result.views)} views after {result.iterations} rounds"
         f"{' (converged)' if result.converged else ''}; {len(xyz)} object points; "

@@ -60,6 +60,7 @@ class GeometryTimings:
     cameras: float = 0.0
     depth: float = 0.0
     cached: list[str] = field(default_factory=list)
+    registration: dict[str, str] = field(default_factory=dict)  # SfM: view -> registered | pnp | unregistered
 
 
 def _settings_json(settings: object) -> str:
@@ -104,7 +105,7 @@ def _sparse_from_arrays(arrays: dict[str, np.ndarray]) -> SparsePoints | None:
     )
 
 
-def _save_cameras(path: Path, scene: Scene, notes: list[str]) -> None:
+def _save_cameras(path: Path, scene: Scene, notes: list[str], status: list[str]) -> None:
     count = len(scene.views)
     registered = np.array([v.camera is not None for v in scene.views])
     K = np.zeros((count, 3, 3))
@@ -122,12 +123,13 @@ def _save_cameras(path: Path, scene: Scene, notes: list[str]) -> None:
         world_from_cam=world_from_cam,
         distortion=distortion,
         notes=np.array(notes, dtype=str),
+        status=np.array(status, dtype=str),
         **_sparse_arrays(scene.sparse),
     )
 
 
-def _load_cameras(arrays: dict[str, np.ndarray], scene: Scene) -> list[str]:
-    """Fill cameras and sparse points from a cached SfM result; returns its notes."""
+def _load_cameras(arrays: dict[str, np.ndarray], scene: Scene) -> tuple[list[str], list[str]]:
+    """Fill cameras and sparse points from a cached SfM result; returns its notes and view statuses."""
     if len(arrays["registered"]) != len(scene.views):
         raise ValueError("cached SfM result does not match the scene")
     for i, view in enumerate(scene.views):
@@ -143,7 +145,7 @@ def _load_cameras(arrays: dict[str, np.ndarray], scene: Scene) -> list[str]:
             distortion=None if np.all(np.isnan(distortion)) else distortion,
         )
     scene.sparse = _sparse_from_arrays(arrays)
-    return [str(note) for note in arrays["notes"]]
+    return [str(note) for note in arrays["notes"]], [str(status) for status in arrays["status"]]
 
 
 def _undistort_views(scene: Scene) -> None:
@@ -162,7 +164,12 @@ def _undistort_views(scene: Scene) -> None:
 
 
 def _ensure_cameras(
-    scene: Scene, settings: GeometrySettings, images_key: str, cache: Path, timings: GeometryTimings
+    scene: Scene,
+    settings: GeometrySettings,
+    images_key: str,
+    cache: Path,
+    progress: bool,
+    timings: GeometryTimings,
 ) -> None:
     """Cameras from the loader, else SfM (cached); sparse points by triangulation when missing (cached)."""
     if scene.has_cameras:
@@ -188,14 +195,18 @@ def _ensure_cameras(
     arrays = load_npz(path)
     if arrays is not None:
         try:
-            scene.notes.extend(_load_cameras(arrays, scene))
+            notes, status = _load_cameras(arrays, scene)
+            scene.notes.extend(notes)
+            timings.registration = dict(zip([v.name for v in scene.views], status, strict=True))
             timings.cached.append("sfm")
             _undistort_views(scene)
             return
         except (KeyError, ValueError) as error:
             log.warning("ignoring unusable SfM cache entry %s: %s", path, error)
-    report = reconstruct_cameras(scene, settings.sfm)
-    _save_cameras(path, scene, report.notes)
+    report = reconstruct_cameras(scene, settings.sfm, progress)
+    status = [report.status(v.name) for v in scene.views]
+    timings.registration = dict(zip([v.name for v in scene.views], status, strict=True))
+    _save_cameras(path, scene, report.notes, status)
     _undistort_views(scene)
 
 
@@ -269,7 +280,7 @@ def _compute_locked(
     images_key = _images_key(scene, progress)
     timings.hashing = time.perf_counter() - start
     start = time.perf_counter()
-    _ensure_cameras(scene, settings, images_key, cache, timings)
+    _ensure_cameras(scene, settings, images_key, cache, progress, timings)
     timings.cameras = time.perf_counter() - start
     start = time.perf_counter()
     _ensure_depth(scene, settings, images_key, cache, progress, timings)

@@ -1,4 +1,11 @@
-"""Cameras from plain photos: structure from motion with pycolmap (SIFT, matching, incremental mapping).
+"""Cameras from plain photos: structure from motion with pycolmap.
+
+Features are XFeat (learned, CPU-fast; :mod:`mvsam.geometry.features`, matched by mutual nearest neighbours
+or LighterGlue and imported into a COLMAP database, the hloc approach) or COLMAP's SIFT; then geometric
+verification and COLMAP's incremental mapper, with options that let a handful of views initialise. Views
+the mapper leaves out are registered afterwards by PnP + RANSAC against the triangulated points.
+Runs are deterministic (seeded, single-threaded solvers) and the COLMAP workspace lives in the scene cache,
+deleted afterwards; workspaces a killed run left behind are removed by the next run.
 
 Also triangulates sparse tracks for scenes whose cameras are already known, so every later stage can count
 on ``scene.sparse``. SfM's world frame and scale are arbitrary (whatever COLMAP's first pair gives).
@@ -7,8 +14,10 @@ on ``scene.sparse``. SfM's world frame and scale are arbitrary (whatever COLMAP'
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -17,21 +26,35 @@ from pathlib import Path
 
 import numpy as np
 import pycolmap
+from tqdm import tqdm
 
+from mvsam.geometry.features import match_lighterglue, match_mutual_nn, scene_features
 from mvsam.io.conventions import K_pixel_centre_to_corner, K_pixel_corner_to_centre
 from mvsam.scene import Camera, Scene, SparsePoints
 
 log = logging.getLogger(__name__)
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+FEATURES = ("xfeat", "sift")
+MATCHERS = ("mutual_nn", "lighterglue")
+WORKSPACE_FOLDER = "colmap_work"  # under the scene cache; one sub-folder per running SfM
 
 
 @dataclass
 class SfmSettings:
     """Knobs of the SfM back-end; every field takes part in the cache key."""
 
+    features: str = "xfeat"  # "xfeat" | "sift"
+    matcher: str = "mutual_nn"  # XFeat matching: "mutual_nn" | "lighterglue"
     max_image_size: int = 1600  # long side used for SIFT (keypoints are rescaled back)
-    max_num_features: int = 8192
+    max_num_features: int = 8192  # SIFT
+    xfeat_image_size: int = 1024  # long side used for XFeat
+    xfeat_num_features: int = 4096
+    min_cosine: float = 0.82  # mutual-NN matches need at least this descriptor similarity
+    match_ratio: float = 0.95  # and a nearest/second-nearest distance ratio below this (1: no test)
+    init_min_num_inliers: int = 50  # mapper: inliers of the initial pair (COLMAP: 100)
+    init_min_tri_angle: float = 8.0  # mapper: degrees between the initial pair's rays (COLMAP: 16)
+    abs_pose_min_num_inliers: int = 15  # mapper and PnP: 2D-3D inliers to register a view (COLMAP: 30)
     triangulation_image_size: int = 1024  # SIFT long side when cameras are known (points only bound depth)
     triangulation_neighbors: int = 8  # with known cameras, match each view with its nearest views only
     exhaustive_max_views: int = 60  # more views (or a video) -> sequential matching
@@ -39,7 +62,7 @@ class SfmSettings:
     camera_model: str = "SIMPLE_RADIAL"
     single_camera: bool = True  # share intrinsics when all images have one size
     min_num_matches: int = 15
-    num_threads: int = -1
+    num_threads: int = 1  # solvers single-threaded: two runs give identical cameras (2-core machines)
     seed: int = 0
 
     def validate(self) -> None:
@@ -55,6 +78,13 @@ class SfmSettings:
                 "SfmSettings.exhaustive_max_views must be >= 2, "
                 "sequential_overlap and triangulation_neighbors >= 1"
             )
+        if self.features not in FEATURES or self.matcher not in MATCHERS:
+            raise ValueError(
+                f"SfmSettings.features must be one of {FEATURES} and matcher one of {MATCHERS}, got "
+                f"{self.features!r} and {self.matcher!r}"
+            )
+        if self.xfeat_image_size < 64 or self.xfeat_num_features < 64:
+            raise ValueError("SfmSettings.xfeat_image_size and xfeat_num_features must be >= 64")
         if self.camera_model not in CAMERA_MODELS:
             raise ValueError(
                 f"SfmSettings.camera_model must be one of {CAMERA_MODELS}, got {self.camera_model!r}"
@@ -63,24 +93,34 @@ class SfmSettings:
 
 @dataclass
 class SfmReport:
-    """What SfM achieved: which views got a camera."""
+    """What SfM achieved: which views got a camera, and how."""
 
-    registered: list[str]
+    registered: list[str]  # by the incremental mapper
     unregistered: list[str]
     num_points: int
     matching: str  # "exhaustive" | "sequential"
+    pnp: list[str] = field(default_factory=list)  # registered afterwards by PnP against the points
+    features: str = "sift"
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        total = len(self.registered) + len(self.unregistered)
-        text = f"{len(self.registered)}/{total} views registered"
+        total = len(self.registered) + len(self.pnp) + len(self.unregistered)
+        text = f"{len(self.registered) + len(self.pnp)}/{total} views registered"
+        if self.pnp:
+            text += f" ({len(self.pnp)} by PnP: {', '.join(self.pnp)})"
         if self.unregistered:
             text += "; not registered: " + ", ".join(self.unregistered)
-        return text + f"; {self.num_points} sparse points ({self.matching} matching)"
+        return text + f"; {self.num_points} sparse points ({self.features}, {self.matching} matching)"
+
+    def status(self, name: str) -> str:
+        """How a view got its camera: "registered", "pnp" or "unregistered"."""
+        return "pnp" if name in self.pnp else "unregistered" if name in self.unregistered else "registered"
 
 
 def _quiet_colmap() -> None:
-    """COLMAP logs every step at INFO through glog; keep warnings only unless debugging."""
+    """COLMAP logs every step at INFO through glog; keep warnings only unless debugging, and never write
+    log files (stderr only)."""
+    pycolmap.logging.logtostderr = True
     if not log.isEnabledFor(logging.DEBUG):
         pycolmap.logging.minloglevel = 1
 
@@ -95,13 +135,45 @@ class _Workspace:
     output: Path
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_workspaces(folder: Path) -> list[Path]:
+    """Delete COLMAP workspaces under ``folder`` whose owning process is gone (a killed run); returns them."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for child in folder.iterdir():
+        owner = child / "owner.pid"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not _alive(pid):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
 @contextlib.contextmanager
 def _colmap_workspace(scene: Scene, seed: int, prefix: str) -> Iterator[_Workspace]:
-    """Quiet, seeded COLMAP with a fresh workspace for ``scene``, deleted afterwards."""
+    """Quiet, seeded COLMAP with a fresh workspace for ``scene`` inside its cache, deleted afterwards."""
     _quiet_colmap()
     pycolmap.set_random_seed(seed)
-    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+    folder = Path(scene.cache_dir) / "geometry" / WORKSPACE_FOLDER
+    for stale in clean_stale_workspaces(folder):
+        log.info("removed a stale SfM workspace %s", stale)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=folder) as work:
         root = Path(work)
+        (root / "owner.pid").write_text(str(os.getpid()))
         workspace = _Workspace(root, root / "images", root / "database.db", root / "sparse")
         workspace.images.mkdir()
         workspace.output.mkdir()
@@ -122,15 +194,72 @@ def _link_images(scene: Scene, folder: Path) -> None:
             target.write_bytes(view.image_path.read_bytes())
 
 
-def _extract_and_match(
+def _camera_mode(scene: Scene, settings: SfmSettings) -> pycolmap.CameraMode:
+    same_size = len({(v.width, v.height) for v in scene.views}) == 1
+    single = settings.single_camera and same_size
+    return pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
+
+
+def _pairs(scene: Scene, settings: SfmSettings) -> tuple[list[tuple[int, int]], str]:
+    """View index pairs to match and the kind: sequential (videos, many views) or exhaustive."""
+    count = len(scene.views)
+    if scene.source_format == "video" or count > settings.exhaustive_max_views:
+        overlap = settings.sequential_overlap
+        return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + 1 + overlap))], "sequential"
+    return list(itertools.combinations(range(count), 2)), "exhaustive"
+
+
+def _xfeat_into_database(
+    scene: Scene, settings: SfmSettings, work: _Workspace, model: str, progress: bool
+) -> tuple[str, dict[tuple[int, int], np.ndarray]]:
+    """XFeat keypoints and matches written into the workspace's COLMAP database, then geometric
+    verification; returns the matching kind and the raw matches per view pair (for PnP later)."""
+    features = scene_features(
+        scene, range(len(scene.views)), settings.xfeat_image_size, settings.xfeat_num_features, progress
+    )
+    pycolmap.Database.open(work.database).close()  # import_images needs the file
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = model
+    pycolmap.import_images(
+        work.database,
+        work.images,
+        camera_mode=_camera_mode(scene, settings),
+        image_names=[v.name for v in scene.views],
+        options=reader,
+    )
+    pairs, kind = _pairs(scene, settings)
+    matches: dict[tuple[int, int], np.ndarray] = {}
+    for i, j in tqdm(pairs, desc="SfM matching", unit="pair", disable=not progress, leave=False):
+        if settings.matcher == "lighterglue":
+            matches[i, j] = match_lighterglue(features[i], features[j])
+        else:
+            matches[i, j] = match_mutual_nn(
+                features[i], features[j], settings.min_cosine, settings.match_ratio
+            )
+    db = pycolmap.Database.open(work.database)
+    try:
+        ids = {image.name: image.image_id for image in db.read_all_images()}
+        for index, view in enumerate(scene.views):
+            # COLMAP puts the centre of the top-left pixel at (0.5, 0.5)
+            db.write_keypoints(ids[view.name], features[index].xy + np.float32(0.5))
+        for (i, j), found in matches.items():
+            if len(found):
+                db.write_matches(ids[scene.views[i].name], ids[scene.views[j].name], found.astype(np.uint32))
+    finally:
+        db.close()
+    pair_list = work.root / "pairs.txt"
+    pair_list.write_text("".join(f"{scene.views[i].name} {scene.views[j].name}\n" for i, j in pairs))
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = settings.seed
+    pycolmap.verify_matches(work.database, pair_list, options=verification)
+    return kind, matches
+
+
+def _sift_into_database(
     scene: Scene, settings: SfmSettings, database: Path, images: Path, model: str, pairs: Path | None = None
 ) -> str:
     """SIFT into ``database``, then matching of the listed ``pairs`` (a COLMAP match list), sequential
     (videos, many views) or exhaustive; returns the matching kind."""
-    same_size = len({(v.width, v.height) for v in scene.views}) == 1
-    mode = (
-        pycolmap.CameraMode.SINGLE if settings.single_camera and same_size else pycolmap.CameraMode.PER_IMAGE
-    )
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = model
     extraction = pycolmap.FeatureExtractionOptions()
@@ -142,7 +271,7 @@ def _extract_and_match(
         database,
         images,
         image_names=[v.name for v in scene.views],
-        camera_mode=mode,
+        camera_mode=_camera_mode(scene, settings),
         reader_options=reader,
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
@@ -157,16 +286,32 @@ def _extract_and_match(
             database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
         )
         return "pose-neighbours"
-    sequential = scene.source_format == "video" or len(scene.views) > settings.exhaustive_max_views
-    if sequential:
+    _, kind = _pairs(scene, settings)
+    if kind == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = settings.sequential_overlap
         pycolmap.match_sequential(
             database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
         )
-        return "sequential"
-    pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
-    return "exhaustive"
+    else:
+        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    return kind
+
+
+def _sift_matches(scene: Scene, database: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Raw SIFT matches per view index pair, read back from the database."""
+    db = pycolmap.Database.open(database)
+    try:
+        index_of = {image.image_id: scene.view_index(image.name) for image in db.read_all_images()}
+        found = {}
+        for i, j in itertools.combinations(sorted(index_of), 2):
+            if db.exists_matches(i, j):
+                pair = np.asarray(db.read_matches(i, j), dtype=np.int64).reshape(-1, 2)
+                a, b = index_of[i], index_of[j]
+                found[(a, b) if a < b else (b, a)] = pair if a < b else pair[:, ::-1]
+        return found
+    finally:
+        db.close()
 
 
 def _camera_from_colmap(camera: pycolmap.Camera, cam_from_world: np.ndarray) -> Camera:
@@ -197,12 +342,19 @@ def _camera_from_colmap(camera: pycolmap.Camera, cam_from_world: np.ndarray) -> 
 
 
 def _sparse_from_reconstruction(
-    reconstruction: pycolmap.Reconstruction, index_of: dict[str, int]
+    reconstruction: pycolmap.Reconstruction,
+    index_of: dict[str, int],
+    extra: dict[int, tuple[object, np.ndarray, np.ndarray]] | None = None,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> SparsePoints:
-    """SparsePoints whose track_view indexes ``scene.views`` (via image names)."""
+    """SparsePoints whose track_view indexes ``scene.views`` (via image names); ``extra`` adds observations
+    of views registered outside the reconstruction (view -> (pose, keypoint indices, point3D ids)) whose
+    COLMAP pixel coordinates are in ``keypoints``."""
     images = reconstruction.images
     xyz, rgb, track_point, track_view, track_xy = [], [], [], [], []
-    for point_index, point in enumerate(reconstruction.points3D.values()):
+    row_of = {}
+    for point_index, (point_id, point) in enumerate(reconstruction.points3D.items()):
+        row_of[point_id] = point_index
         xyz.append(point.xyz)
         rgb.append(point.color)
         for element in point.track.elements:
@@ -210,6 +362,11 @@ def _sparse_from_reconstruction(
             track_point.append(point_index)
             track_view.append(index_of[image.name])
             track_xy.append(image.points2D[element.point2D_idx].xy - 0.5)  # COLMAP: pixel corner at 0
+    for view_index, (_, own, point_ids) in (extra or {}).items():
+        for keypoint, point_id in zip(own, point_ids, strict=True):
+            track_point.append(row_of[int(point_id)])
+            track_view.append(view_index)
+            track_xy.append(keypoints[view_index][keypoint] - 0.5)
     return SparsePoints(
         xyz=np.asarray(xyz, dtype=np.float64).reshape(-1, 3),
         rgb=np.asarray(rgb, dtype=np.uint8).reshape(-1, 3),
@@ -219,20 +376,103 @@ def _sparse_from_reconstruction(
     )
 
 
-def run_sfm(scene: Scene, settings: SfmSettings | None = None) -> Scene:
+def run_sfm(scene: Scene, settings: SfmSettings | None = None, progress: bool = False) -> Scene:
     """``reconstruct_cameras`` returning the scene (its summary is the last entry of ``scene.notes``)."""
-    reconstruct_cameras(scene, settings)
+    reconstruct_cameras(scene, settings, progress)
     return scene
 
 
-def reconstruct_cameras(scene: Scene, settings: SfmSettings | None = None) -> SfmReport:
+def _mapper_options(settings: SfmSettings) -> pycolmap.IncrementalPipelineOptions:
+    """Incremental mapping that can start from a few views: seeded, single-threaded (so two runs give the
+    same cameras), with a lower bar for the initial pair and for registering a view."""
+    options = pycolmap.IncrementalPipelineOptions()
+    options.min_num_matches = settings.min_num_matches
+    options.num_threads = settings.num_threads
+    options.random_seed = settings.seed
+    options.multiple_models = True
+    options.min_model_size = 2
+    options.init_num_trials = 400
+    options.mapper.init_min_num_inliers = settings.init_min_num_inliers
+    options.mapper.init_min_tri_angle = settings.init_min_tri_angle
+    options.mapper.abs_pose_min_num_inliers = settings.abs_pose_min_num_inliers
+    options.mapper.num_threads = settings.num_threads
+    options.mapper.random_seed = settings.seed
+    return options
+
+
+def _register_by_pnp(
+    scene: Scene,
+    reconstruction: pycolmap.Reconstruction,
+    matches: dict[tuple[int, int], np.ndarray],
+    keypoints: dict[int, np.ndarray],
+    settings: SfmSettings,
+) -> dict[int, tuple[pycolmap.Rigid3d, np.ndarray, np.ndarray]]:
+    """Absolute poses for views the mapper left out: their raw matches to registered views' keypoints that
+    have a 3D point give 2D-3D pairs for PnP + LO-RANSAC (COLMAP's estimator, then refinement).
+
+    ``keypoints`` maps view index -> Nx2 COLMAP pixel coordinates. Returns view index -> (cam_from_world,
+    inlier keypoint indices of that view, their 3D point ids).
+    """
+    by_name = {image.name: image for image in reconstruction.images.values() if image.has_pose}
+    point_of: dict[int, np.ndarray] = {}  # view index -> point3D id per keypoint (-1: none)
+    for index, view in enumerate(scene.views):
+        image = by_name.get(view.name)
+        if image is not None:
+            point_of[index] = np.array(
+                [p.point3D_id if p.has_point3D() else -1 for p in image.points2D], dtype=np.int64
+            )
+    camera = next(iter(reconstruction.cameras.values()))
+    found = {}
+    for index, view in enumerate(scene.views):
+        if (
+            index in point_of
+            or index not in keypoints
+            or (view.width, view.height)
+            != (
+                camera.width,
+                camera.height,
+            )
+        ):
+            continue  # registered, or no camera of its size to pose
+        pairs: dict[int, int] = {}  # keypoint of this view -> point3D id
+        for (i, j), pair in matches.items():
+            if index not in (i, j) or (j if i == index else i) not in point_of:
+                continue
+            own, other = (pair[:, 0], pair[:, 1]) if i == index else (pair[:, 1], pair[:, 0])
+            ids = point_of[j if i == index else i][other]
+            for keypoint, point_id in zip(own[ids >= 0], ids[ids >= 0], strict=True):
+                pairs.setdefault(int(keypoint), int(point_id))
+        if len(pairs) < settings.abs_pose_min_num_inliers:
+            continue
+        own = np.array(list(pairs), dtype=np.int64)
+        point_ids = np.array(list(pairs.values()), dtype=np.int64)
+        xyz = np.array([reconstruction.points3D[k].xyz for k in point_ids])
+        options = pycolmap.AbsolutePoseEstimationOptions()
+        options.ransac.max_error = 8.0
+        options.ransac.random_seed = settings.seed
+        options.estimate_focal_length = False
+        result = pycolmap.estimate_and_refine_absolute_pose(
+            keypoints[index][own].astype(np.float64), xyz, camera, options
+        )
+        if result is None or int(result["num_inliers"]) < settings.abs_pose_min_num_inliers:
+            continue
+        inliers = np.asarray(result["inlier_mask"], dtype=bool)
+        found[index] = (result["cam_from_world"], own[inliers], point_ids[inliers])
+    return found
+
+
+def reconstruct_cameras(
+    scene: Scene, settings: SfmSettings | None = None, progress: bool = False
+) -> SfmReport:
     """Estimate every view's camera and sparse points from the images alone (poses already set are replaced).
 
     Fills ``view.camera`` of each registered view (others get ``camera=None``) and ``scene.sparse`` in place.
-    Cameras keep COLMAP's lens distortion and tracks are in the original (distorted) images;
-    ``compute_geometry`` then undistorts images and tracks so everything downstream is pinhole.
-    Unregistered views are warned about and the summary ("18/20 views registered; not registered: ...") is
-    appended to ``scene.notes``. Raises ValueError with fewer than 2 views or fewer than 2 registered views.
+    Views the mapper does not register are tried again by PnP against its points (XFeat only: SIFT
+    matches are tried too when the database has them). Cameras keep COLMAP's lens distortion and tracks are
+    in the original (distorted) images; ``compute_geometry`` then undistorts images and tracks so
+    everything downstream is pinhole. Unregistered views are warned about and the summary ("18/20 views
+    registered; not registered: ...") is appended to ``scene.notes``. Raises ValueError with fewer than 2
+    views or fewer than 2 registered views.
     """
     settings = settings or SfmSettings()
     settings.validate()
@@ -241,14 +481,28 @@ def reconstruct_cameras(scene: Scene, settings: SfmSettings | None = None) -> Sf
     index_of = {view.name: i for i, view in enumerate(scene.views)}
     with _colmap_workspace(scene, settings.seed, "mvsam_sfm_") as work:
         images, database, output = work.images, work.database, work.output
-        matching = _extract_and_match(scene, settings, database, images, settings.camera_model)
-        options = pycolmap.IncrementalPipelineOptions()
-        options.min_num_matches = settings.min_num_matches
-        options.num_threads = settings.num_threads
-        options.random_seed = settings.seed
-        options.multiple_models = True
-        options.min_model_size = 2
-        reconstructions = pycolmap.incremental_mapping(database, images, output, options=options)
+        if settings.features == "xfeat":
+            matching, matches = _xfeat_into_database(scene, settings, work, settings.camera_model, progress)
+        else:
+            matching = _sift_into_database(scene, settings, database, images, settings.camera_model)
+            matches = _sift_matches(scene, database)
+        keypoints = {}
+        db = pycolmap.Database.open(database)
+        try:
+            for image in db.read_all_images():
+                keypoints[index_of[image.name]] = np.asarray(db.read_keypoints(image.image_id))[:, :2]
+        finally:
+            db.close()
+        bar = tqdm(total=len(scene.views), desc="SfM mapping", unit="view", disable=not progress, leave=False)
+        reconstructions = pycolmap.incremental_mapping(
+            database,
+            images,
+            output,
+            options=_mapper_options(settings),
+            initial_image_pair_callback=lambda: bar.update(2),
+            next_image_callback=lambda: bar.update(1),
+        )
+        bar.close()
     if not reconstructions:
         raise ValueError(
             f"SfM could not register any pair of views in {scene.root}: the images may not overlap, be too "
@@ -260,18 +514,26 @@ def reconstruct_cameras(scene: Scene, settings: SfmSettings | None = None) -> Sf
         raise ValueError(
             f"SfM registered only {len(registered_names)} view(s) of {scene.root}; need at least 2"
         )
+    pnp = _register_by_pnp(scene, reconstruction, matches, keypoints, settings)
     for view in scene.views:
         view.camera = None
     for image in reconstruction.images.values():
         if image.has_pose:
             camera = _camera_from_colmap(image.camera, image.cam_from_world().matrix())
             scene.views[index_of[image.name]].camera = camera
-    scene.sparse = _sparse_from_reconstruction(reconstruction, index_of)
+    colmap_camera = next(iter(reconstruction.cameras.values()))
+    for index, (cam_from_world, _, _) in pnp.items():
+        scene.views[index].camera = _camera_from_colmap(colmap_camera, cam_from_world.matrix())
+    scene.sparse = _sparse_from_reconstruction(reconstruction, index_of, pnp, keypoints)
     report = SfmReport(
         registered=[v.name for v in scene.views if v.name in registered_names],
-        unregistered=[v.name for v in scene.views if v.name not in registered_names],
+        unregistered=[
+            v.name for i, v in enumerate(scene.views) if v.name not in registered_names and i not in pnp
+        ],
         num_points=len(scene.sparse.xyz),
         matching=matching,
+        pnp=[scene.views[i].name for i in sorted(pnp)],
+        features=settings.features,
     )
     if len(reconstructions) > 1:
         report.notes.append(f"SfM found {len(reconstructions)} separate models; kept the largest")
@@ -323,7 +585,7 @@ def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -
         )
         pairs = work.root / "pairs.txt"
         pairs.write_text(_pose_neighbour_pairs(scene, settings.triangulation_neighbors))
-        _extract_and_match(scene, per_image, database, images, "PINHOLE", pairs)
+        _sift_into_database(scene, per_image, database, images, "PINHOLE", pairs)
         reconstruction = pycolmap.Reconstruction()
         db = pycolmap.Database.open(database)
         try:

@@ -20,7 +20,13 @@ A correction (:meth:`Segmenter.add_prompts`) continues from the same votes and e
 only the views whose footprint changed or whose mask puts the new click on the wrong side.
 
 Geometry: dense depth (provided or MVS) when the views have it; otherwise the SfM points each view
-observes are splatted into a sparse depth map (prompt propagation through tracks).
+observes are splatted into a sparse depth map (prompt propagation through tracks). Unknown is not outside:
+pixels without depth near voted ones take the nearest voted side, and XFeat matches to the prompted views
+carry their labels into the others (boxes and candidate choice). A view without camera or depth is
+segmented through those correspondences alone (:mod:`mvsam.segment.correspondences`), or reported.
+The clicked view is the user's: its mask is SAM's own answer to the user's prompts there (highest
+predicted IoU among candidates that respect every click), and 3D may only swap it for a candidate within
+``anchor_iou`` of it.
 Documented behaviours: a prompt set must say where the object is somewhere (a positive click, box or
 mask); negative clicks alone are accepted only as corrections after :meth:`Segmenter.segment`. A user
 mask is kept as given in its view; user clicks are lifted to 3D and given, as clicks, to every view that
@@ -43,12 +49,21 @@ import torch
 from tqdm import tqdm
 
 from mvsam.errors import InputError
+from mvsam.evaluate.metrics import iou
+from mvsam.geometry.features import Features, scene_features
 from mvsam.lift.project import resize_camera, splat_points
 from mvsam.lift.votes import ViewVoxels, VoxelVotes
 from mvsam.lift.voxels import VoxelGrid, default_voxel_size
 from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, resized_size, upscale_logits
 from mvsam.scene import Camera, Scene
+from mvsam.segment.correspondences import (
+    TransferredPoints,
+    agreement,
+    spread,
+    spread_points,
+    transfer_labels,
+)
 from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
 
 log = logging.getLogger(__name__)
@@ -74,6 +89,12 @@ class SegmenterConfig:
     sparse_radius: int = 2  # splat radius (working pixels) of SfM points in sparse mode
     unseen_reach: float = 0.5  # the box takes in not-yet-voted pixels up to this x the object's size away
     redecode_change: float = 0.02  # a view is decoded again only if its footprint changed more than this
+    transfer_weight: float = 0.5  # weight of agreement with labels matched from the prompted views (0: off)
+    transfer_box: bool = True  # the derived box takes in the positives matched from the prompted views
+    fill_radius: int = 6  # unknown pixels (no depth) this close to known ones take the nearest one's side
+    anchor_iou: float = (
+        0.95  # in a prompted view, 3D may only pick candidates this close to the user's object
+    )
 
     def validate(self) -> None:
         if self.max_iterations < 1:
@@ -82,6 +103,8 @@ class SegmenterConfig:
             raise InputError("need positive_points >= 1 and negative_points >= 0")
         if self.depth_source not in ("auto", "dense", "sparse"):
             raise InputError(f"depth_source must be auto, dense or sparse, got {self.depth_source!r}")
+        if self.fill_radius < 0 or not 0 <= self.anchor_iou <= 1:
+            raise InputError("fill_radius must be >= 0 and anchor_iou in [0, 1]")
         if self.prompt_weight <= 0 or self.voxel_factor <= 0 or self.sparse_radius < 0:
             raise InputError("prompt_weight and voxel_factor must be positive, sparse_radius >= 0")
 
@@ -107,6 +130,7 @@ class ViewResult:
     score: float  # SAM's predicted IoU of the kept mask; 0 when not visible
     agreement: float  # IoU of the kept mask with the 3D footprint (known pixels); NaN when not compared
     prompted: bool  # the user prompted this view
+    geometry: str = "3d"  # "3d" (camera and depth), "correspondences" (no camera: matched features), "none"
 
 
 @dataclass
@@ -137,6 +161,7 @@ class _ViewState:
     footprint_fg: np.ndarray | None = None  # footprint at the last decode, to skip unchanged views
     clicks_seen: tuple[int, ...] = ()  # user clicks in the prompt at the last decode
     full_mask: np.ndarray | None = None  # cached full-resolution mask
+    anchor: np.ndarray | None = None  # h x w bool: SAM's answer to the user's own prompts in this view
 
 
 @dataclass
@@ -166,17 +191,20 @@ def _full_to_work(xy: np.ndarray, work_size: tuple[int, int], full_size: tuple[i
     return (np.asarray(xy, dtype=np.float64) + 0.5) * scale - 0.5
 
 
-def _spread_points(candidates: np.ndarray, first: int, count: int) -> np.ndarray:
-    """Farthest-point sampling of ``count`` rows of Nx2 ``candidates`` starting at row ``first``."""
-    chosen = [first]
-    distance = np.linalg.norm(candidates - candidates[first], axis=1)
-    while len(chosen) < min(count, len(candidates)):
-        nxt = int(np.argmax(distance))
-        if distance[nxt] <= 0:
-            break
-        chosen.append(nxt)
-        distance = np.minimum(distance, np.linalg.norm(candidates - candidates[nxt], axis=1))
-    return candidates[chosen]
+def _fill_unknown(footprint: np.ndarray, radius: int) -> np.ndarray:
+    """A copy of an h x w float footprint whose NaN pixels within ``radius`` pixels of a finite one take
+    that nearest pixel's value (others stay NaN)."""
+    known = np.isfinite(footprint)
+    if radius == 0 or known.all() or not known.any():
+        return footprint
+    distance, labels = cv2.distanceTransformWithLabels(
+        (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    values = footprint[known]  # labels number the known pixels in raster order, from 1
+    filled = footprint.copy()
+    near = ~known & (distance <= radius)
+    filled[near] = values[labels[near] - 1]
+    return filled
 
 
 def _keep_large_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -203,7 +231,7 @@ def interior_points(mask: np.ndarray, count: int) -> np.ndarray:
     rows, cols = np.nonzero(depth >= 0.5 * depth.max())
     candidates = np.stack([cols, rows], axis=1).astype(np.float64)
     first = int(np.argmax(depth[rows, cols]))
-    return _spread_points(candidates, first, count)
+    return spread_points(candidates, first, count)
 
 
 class Segmenter:
@@ -237,6 +265,8 @@ class Segmenter:
         self.user: dict[int, ViewPrompts] = {}
         self.sparse_mode = False
         self._clicks: list[_Click3D] = []
+        self._transfers: dict[int, TransferredPoints] = {}  # view -> labels matched from prompted views
+        self._features: dict[str, Features] = {}  # image path -> XFeat features
 
     # --- preparation ----------------------------------------------------------------------------
 
@@ -333,6 +363,7 @@ class Segmenter:
         self.user = grouped
         for state in self._states:
             state.logits = state.mask = state.soft = state.footprint_fg = state.full_mask = None
+            state.anchor = None
             state.score, state.agreement = 0.0, float("nan")
         self.votes.clear()
         return self._run(list(grouped), seconds, start)
@@ -451,13 +482,15 @@ class Segmenter:
                 "no prompted view has a camera and depth, so the prompts cannot be lifted to 3D; "
                 "prompt a view that geometry registered"
             )
-        # 1. prompted views without a mask yet are segmented from the user's prompts alone; views with
-        # only negative clicks wait for the others' votes (which give them positive points), and views
-        # that already have a mask are corrected in the first round with everything known
+        # 1. prompted views without a mask yet are segmented from the user's prompts alone (SAM's own
+        # answer is the anchor that 3D may refine but not replace); views with only negative clicks wait
+        # for the others' votes (which give them positive points), and views that already have a mask are
+        # corrected in the first round with everything known
         tick = time.perf_counter()
         fresh = [i for i in touched if states[i].mask is None or self.user[i].mask is not None]
         self._decode_prompted([i for i in fresh if self.user[i].has_positive])
         self._clicks = self._lift_clicks()
+        self._transfers = self._transfer_from_prompted() if cfg.transfer_weight > 0 else {}
         seconds.decode += time.perf_counter() - tick
         changes: list[float] = []
         converged = False
@@ -478,6 +511,9 @@ class Segmenter:
         footprints = self._vote_and_project()
         seconds.vote += time.perf_counter() - tick
         notes = self._conflicts(footprints)
+        tick = time.perf_counter()
+        kinds = self._segment_by_correspondences(notes)
+        seconds.prompts += time.perf_counter() - tick
         seconds.total = time.perf_counter() - start
         results = []
         for state in states:
@@ -489,9 +525,99 @@ class Segmenter:
                     score=float(state.score) if visible else 0.0,
                     agreement=float(state.agreement),
                     prompted=state.index in self.user,
+                    geometry=kinds.get(state.index, "3d"),
                 )
             )
         return SegmentationResult(results, rounds, converged, changes, seconds, notes)
+
+    def _view_features(self, indices: list[int]) -> dict[int, Features]:
+        """XFeat features of views (cached on disk under the scene cache and here by image path)."""
+        from mvsam.geometry.sfm import SfmSettings
+
+        sfm = SfmSettings()
+        missing = [i for i in indices if str(self.scene.views[i].image_path) not in self._features]
+        found = scene_features(self.scene, missing, sfm.xfeat_image_size, sfm.xfeat_num_features)
+        for index, features in zip(missing, found, strict=True):
+            self._features[str(self.scene.views[index].image_path)] = features
+        return {i: self._features[str(self.scene.views[i].image_path)] for i in indices}
+
+    def _transfer_from_prompted(self) -> dict[int, TransferredPoints]:
+        """For every other view with geometry, labels of its keypoints matched to the prompted views'
+        masks (the user's own object): evidence where depth is missing, e.g. on textureless walls."""
+        from mvsam.geometry.sfm import SfmSettings
+
+        sfm = SfmSettings()
+        prompted = [i for i in self.user if self._states[i].mask is not None]
+        others = [s.index for s in self._states if s.located is not None and s.index not in self.user]
+        if not prompted or not others:
+            return {}
+        features = self._view_features(prompted + others)
+        sources = [(features[i], self.mask(i)) for i in prompted]
+        transfers = {}
+        for index in others:
+            points = transfer_labels(features[index], sources, sfm.min_cosine, sfm.match_ratio)
+            if points.sources:
+                transfers[index] = points
+        return transfers
+
+    def _segment_by_correspondences(self, notes: list[str]) -> dict[int, str]:
+        """Masks for views without geometry (no camera, or no depth): the segmented views' masks carried
+        over by XFeat matches become SAM prompts there. Returns view index -> "correspondences" | "none"
+        for those views and adds a note for each view left without a mask."""
+        from mvsam.geometry.sfm import SfmSettings
+
+        cfg = self.config
+        targets = [s.index for s in self._states if s.located is None and s.index not in self.user]
+        sources = [s.index for s in self._states if s.located is not None and s.mask is not None]
+        if not targets:
+            return {}
+        kinds = {index: "none" for index in targets}
+        sfm = SfmSettings()
+        features = self._view_features(targets + sources)
+        requests, owners, transfers = [], [], {}
+        for index in targets:
+            state = self._states[index]
+            width, height = state.size
+            state.mask = state.soft = np.zeros((height, width), dtype=bool)
+            state.logits, state.score, state.full_mask = None, 0.0, None
+            points = transfer_labels(
+                features[index],
+                [(features[i], self.mask(i)) for i in sources],
+                sfm.min_cosine,
+                sfm.match_ratio,
+            )
+            name = self.scene.views[index].name
+            if points.sources == 0:
+                notes.append(f"{name}: no camera and too few feature matches to segmented views; no mask")
+                continue
+            kinds[index] = "correspondences"
+            positives = points.xy[points.labels == 1]
+            if len(positives) == 0:
+                continue  # matched, but every match lands outside the object: not visible here
+            inside = spread(positives, cfg.positive_points)
+            negatives = points.xy[points.labels == 0]
+            near = negatives[np.argsort(np.linalg.norm(negatives - np.median(positives, 0), axis=1))]
+            outside = spread(near[: max(4 * cfg.negative_points, 1)], cfg.negative_points)
+            prompt_points = np.concatenate([inside, outside.reshape(-1, 2)])
+            labels = np.array([1] * len(inside) + [0] * len(outside), dtype=np.int64)
+            requests.append((self._embeddings[index], Prompt(points=prompt_points, labels=labels)))
+            owners.append(index)
+            transfers[index] = points
+        predictions = (
+            self.predictor.predict_batch(requests, multimask=True, return_masks=False) if requests else []
+        )
+        for index, prediction in zip(owners, predictions, strict=True):
+            state = self._states[index]
+            view = self.scene.views[index]
+            width, height = state.size
+            points = transfers[index]
+            work = _full_to_work(points.xy, state.size, (view.width, view.height))
+            moved = TransferredPoints(work, points.labels, points.sources)
+            scores = [agreement(c[:height, :width] > 0, moved) for c in prediction.low_res_logits]
+            best = int(np.argmax(np.array(scores) + 0.01 * prediction.scores))
+            self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
+            state.agreement = scores[best]
+        return kinds
 
     def _decode_prompted(self, indices: list[int]) -> None:
         """Segment prompted views from the user's prompts alone (a user mask is kept as it is)."""
@@ -507,6 +633,7 @@ class Segmenter:
                 state.mask = state.soft > 0.5
                 state.logits = self._logits_from_mask(user.mask, index)
                 state.score = 1.0
+                state.anchor = state.mask.copy()
                 continue
             mask_logits = None if user.mask is None else self._logits_from_mask(user.mask, index)
             points = user.points if len(user.points) else None
@@ -531,11 +658,11 @@ class Segmenter:
                 state = self._states[owners[k]]
                 best = self._best_for_clicks(state, prediction.low_res_logits, prediction.scores)
                 self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
+                state.anchor = state.mask.copy()
 
     def _best_for_clicks(self, state: _ViewState, logits: np.ndarray, scores: np.ndarray) -> int:
-        """The candidate that puts the fewest of the view's clicks on the wrong side; among those, the
-        largest when several positive clicks were given (clicks spread over an object mean all of it:
-        SAM's smaller candidates are its parts), else the one SAM scores highest."""
+        """SAM's own choice: the candidate it scores highest (predicted IoU) among those that put the
+        fewest of the view's clicks on the wrong side (the user's other clicks overrule SAM)."""
         user = self.user[state.index]
         width, height = state.size
         candidates = logits[:, :height, :width] > 0
@@ -544,8 +671,6 @@ class Segmenter:
         cols, rows = np.clip(work[:, 0], 0, width - 1), np.clip(work[:, 1], 0, height - 1)
         violations = np.array([np.count_nonzero(c[rows, cols] != (user.labels == 1)) for c in candidates])
         fits = np.nonzero(violations == violations.min())[0]
-        if np.count_nonzero(user.labels == 1) >= 2:
-            return int(fits[np.argmax([np.count_nonzero(candidates[k]) for k in fits])])
         return int(fits[np.argmax(scores[fits])])
 
     def _lift_clicks(self) -> list[_Click3D]:
@@ -637,7 +762,13 @@ class Segmenter:
         return [None if s.located is None else votes.footprint(s.located) for s in self._states]
 
     def _regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(object, background) h x w bool from a footprint; sparse footprints are grown into regions."""
+        """(object, background) h x w bool from a footprint; sparse footprints are grown into regions.
+
+        Unknown is not outside: pixels without a vote (no depth, e.g. textureless walls) within
+        ``fill_radius`` of voted ones take the side of the nearest voted pixel, so an object whose depth
+        exists only at its edges and texture still forms one region.
+        """
+        footprint = _fill_unknown(footprint, self.config.fill_radius)
         foreground = footprint > 0.5
         background = footprint <= 0.5  # NaN compares False: unknown is neither
         if state.sparse:
@@ -721,7 +852,7 @@ class Segmenter:
         rows, cols = np.nonzero(band)
         candidates = np.stack([cols, rows], axis=1).astype(np.float64)
         first = int(np.argmin(np.abs(outside[rows, cols] - 0.5 * far)))
-        return _spread_points(candidates, first, count)
+        return spread_points(candidates, first, count)
 
     def _propagate(
         self, footprints: list[np.ndarray | None], force: set[int], seconds: StageSeconds
@@ -764,11 +895,14 @@ class Segmenter:
             user = self.user.get(state.index)
             if user is not None and user.box is not None:
                 prompt.box = user.box
-            elif np.any(labels == 1):  # the box takes in the positive clicks this view sees
-                inside = points[labels == 1]
-                prompt.box = np.concatenate(
-                    [np.minimum(prompt.box[:2], inside.min(0)), np.maximum(prompt.box[2:], inside.max(0))]
+            else:  # the box takes in the positive clicks this view sees and the matched positives
+                inside = np.concatenate(
+                    [points[labels == 1].reshape(-1, 2), self._matched_extent(state.index)]
                 )
+                if len(inside):
+                    prompt.box = np.concatenate(
+                        [np.minimum(prompt.box[:2], inside.min(0)), np.maximum(prompt.box[2:], inside.max(0))]
+                    )
             contradicted = self._contradicts(state, foreground, points, labels)
             if contradicted:  # a click says the 3D state is wrong here: trust it, not derived negatives
                 prompt.labels = np.ones_like(prompt.labels)
@@ -804,9 +938,24 @@ class Segmenter:
                 agreements.append(inter / max(union, 1))
                 violations.append(np.count_nonzero(candidate[rows, cols] != (labels == 1)))
             # the user's clicks come first, then agreement with 3D, then SAM's own score
-            best = int(np.argmax(np.array(agreements) + 0.05 * prediction.scores - np.array(violations)))
-            self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
-            state.agreement = agreements[best]
+            ranking = np.array(agreements) + 0.05 * prediction.scores - np.array(violations)
+            transfer = self._transfers.get(index)
+            if transfer is not None and len(transfer.xy):
+                work = _full_to_work(transfer.xy, state.size, (view.width, view.height))
+                moved = TransferredPoints(work, transfer.labels, transfer.sources)
+                ranking += cfg.transfer_weight * np.array([agreement(c, moved) for c in candidates])
+            user = self.user.get(index)
+            if user is None or (
+                state.anchor is not None and self._contradicts(state, state.anchor, user.points, user.labels)
+            ):
+                state.anchor = None  # not prompted, or a later click says SAM's first answer was wrong
+            if state.anchor is not None:  # a prompted view: 3D refines the user's object, never replaces it
+                close = [iou(candidate, state.anchor) >= cfg.anchor_iou for candidate in candidates]
+                ranking = np.where(close, ranking, -np.inf)
+            best = int(np.argmax(ranking))
+            if np.isfinite(ranking[best]):
+                self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
+                state.agreement = agreements[best]
             state.footprint_fg = foreground
             state.clicks_seen = seen
         seconds.prompts += time.perf_counter() - tick
@@ -821,6 +970,15 @@ class Segmenter:
             union = np.count_nonzero(old | new)
             changes.append(0.0 if union == 0 else 1 - np.count_nonzero(old & new) / union)
         return float(np.mean(changes)) if changes else 0.0
+
+    def _matched_extent(self, index: int) -> np.ndarray:
+        """(2x2) corners of the 5-95% extent of the positives matched from the prompted views (0x2 when
+        none or ``transfer_box`` is off), full-resolution pixels."""
+        transfer = self._transfers.get(index)
+        if not self.config.transfer_box or transfer is None or not np.any(transfer.labels == 1):
+            return np.zeros((0, 2))
+        matched = transfer.xy[transfer.labels == 1]
+        return np.percentile(matched, [5, 95], axis=0)
 
     def _contradicts(
         self, state: _ViewState, foreground: np.ndarray, points: np.ndarray, labels: np.ndarray

@@ -1,0 +1,108 @@
+"""Segmenting a view that has no camera through feature correspondences alone (MastSAM's idea).
+
+XFeat matches between the view and views already segmented carry each source view's mask across: a
+target keypoint matched to a source keypoint inside the source's mask is a positive point, one matched
+outside it a negative point. Matches must agree with the pair's fundamental matrix (RANSAC on the
+distinctive matches), and a keypoint that several sources label takes their majority. SAM is then
+prompted with a few of those points, spread apart, and the candidate that agrees with most of ALL
+transferred points wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mvsam.geometry.features import Features, match_mutual_nn
+
+MIN_INLIERS = 12  # per source view: fewer fundamental-matrix inliers are not trusted
+
+
+@dataclass
+class TransferredPoints:
+    """Labelled points in the target view: ``xy`` Nx2 (x, y) full-resolution pixels, ``labels`` N int
+    (1 inside the object, 0 outside), ``sources`` the number of source views that contributed."""
+
+    xy: np.ndarray
+    labels: np.ndarray
+    sources: int
+
+
+def _epipolar_distance(F: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of each ``second`` point to the epipolar line of its ``first`` point (Nx2 each),
+    for the fundamental matrix with x2^T F x1 = 0."""
+    lines = np.concatenate([first, np.ones((len(first), 1))], axis=1) @ F.T
+    points = np.concatenate([second, np.ones((len(second), 1))], axis=1)
+    return np.abs(np.sum(lines * points, axis=1)) / np.maximum(np.hypot(lines[:, 0], lines[:, 1]), 1e-12)
+
+
+def transfer_labels(
+    target: Features,
+    sources: list[tuple[Features, np.ndarray]],
+    min_cosine: float,
+    max_ratio: float,
+    max_error: float = 3.0,
+) -> TransferredPoints:
+    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views.
+
+    The view pair's fundamental matrix comes from distinctive matches only (ratio test ``max_ratio``),
+    so views that share nothing (e.g. noise) find none; then every mutual match within ``max_error``
+    pixels of its epipolar line carries a label.
+    """
+    votes: dict[int, list[int]] = {}
+    used = 0
+    for features, mask in sources:
+        strict = match_mutual_nn(target, features, min_cosine, max_ratio)
+        if len(strict) < MIN_INLIERS:
+            continue
+        F, inliers = cv2.findFundamentalMat(
+            target.xy[strict[:, 0]], features.xy[strict[:, 1]], cv2.FM_RANSAC, max_error, 0.999
+        )
+        if F is None or F.shape != (3, 3) or int(inliers.sum()) < MIN_INLIERS:
+            continue
+        pairs = match_mutual_nn(target, features, min_cosine)
+        error = _epipolar_distance(F, target.xy[pairs[:, 0]].astype(np.float64), features.xy[pairs[:, 1]])
+        pairs = pairs[error < max_error]
+        height, width = mask.shape
+        xy = np.rint(features.xy[pairs[:, 1]]).astype(np.int64)
+        inside = mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]
+        for keypoint, label in zip(pairs[:, 0], inside, strict=True):
+            votes.setdefault(int(keypoint), []).append(int(label))
+        used += 1
+    keys = np.array(sorted(votes), dtype=np.int64)
+    labels = np.array([int(np.mean(votes[k]) > 0.5) for k in keys], dtype=np.int64)
+    return TransferredPoints(target.xy[keys].astype(np.float64).reshape(-1, 2), labels, used)
+
+
+def spread_points(candidates: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Farthest-point sampling of ``count`` rows of Nx2 ``candidates`` starting at row ``first``."""
+    chosen = [first]
+    distance = np.linalg.norm(candidates - candidates[first], axis=1)
+    while len(chosen) < min(count, len(candidates)):
+        nxt = int(np.argmax(distance))
+        if distance[nxt] <= 0:
+            break
+        chosen.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(candidates - candidates[nxt], axis=1))
+    return candidates[chosen]
+
+
+def spread(points: np.ndarray, count: int, towards: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``count`` rows of Nx2 ``points`` spread apart, starting from the point nearest ``towards``
+    (default: the points' median)."""
+    if len(points) == 0 or count <= 0:
+        return np.zeros((0, 2))
+    centre = np.median(points, axis=0) if towards is None else towards
+    return spread_points(points, int(np.argmin(np.linalg.norm(points - centre, axis=1))), count)
+
+
+def agreement(candidate: np.ndarray, points: TransferredPoints) -> float:
+    """Share of the transferred points an HxW bool candidate mask puts on their side."""
+    if len(points.xy) == 0:
+        return 0.0
+    height, width = candidate.shape
+    xy = np.rint(points.xy).astype(np.int64)
+    inside = candidate[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]
+    return float(np.mean(inside == (points.labels == 1)))
