@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "mvsam.commands.track",
     "mvsam.commands.reconstruct",
     "mvsam.commands.segment",
+    "mvsam.commands.auto",
 ]
 
 

@@ -68,12 +68,15 @@ class AutoConfig:
     min_object_pixels: int = 12  # working pixels below which an object is not in a view
     fill_rounds: int = 1  # extra keyframes given to the least covered views
     fill_coverage: float = 0.9  # views covered at least this much need no fill round
+    video_keyframe_stride: int = 10  # video mode: automatic masks on every n-th frame
     voxel_factor: float = 1.5  # voxel side = this x the median footprint of one working pixel
     depth_tolerance: float = 0.02  # relative depth tolerance of the visibility test
     prompts: PromptSettings = field(default_factory=PromptSettings)
     weights: CandidateWeights = field(default_factory=CandidateWeights)
 
     def validate(self) -> None:
+        if self.video_keyframe_stride < 1:
+            raise ValueError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
         if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0:
             raise ValueError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
         if self.granularity not in ("whole", "parts"):
@@ -185,6 +188,22 @@ def choose_keyframes(centers: np.ndarray, count: int) -> list[int]:
     return sorted(chosen)
 
 
+def whole_masks(masks: list[tuple[np.ndarray, float]], containment: float) -> list[tuple[np.ndarray, float]]:
+    """(mask, score) pairs of one view without the parts: a mask with at least ``containment`` of its
+    pixels inside a larger mask that scores at least as well (within 0.02) is dropped."""
+    flat = np.stack([m.reshape(-1) for m, _ in masks]) if masks else np.zeros((0, 0), bool)
+    areas = flat.sum(axis=1)
+    shared = flat.astype(np.float32) @ flat.T.astype(np.float32)
+    kept = []
+    for k, (mask, score) in enumerate(masks):
+        inside = shared[k] / max(areas[k], 1)
+        holders = (inside >= containment) & (areas > areas[k])
+        holders &= np.array([s >= score - 0.02 for _, s in masks])
+        if not holders.any():
+            kept.append((mask, score))
+    return kept
+
+
 class AutoSegmenter:
     """Every object in every view of a scene with geometry; see the module docstring for the method."""
 
@@ -216,6 +235,7 @@ class AutoSegmenter:
             points_per_side=self.config.points_per_side,
             pred_iou_thresh=self.config.pred_iou_thresh,
             stability_score_thresh=self.config.stability_score_thresh,
+            skip_covered=True,
         )
         self.seconds = AutoSeconds()
         self.notes: list[str] = []
@@ -266,7 +286,10 @@ class AutoSegmenter:
         for item in found:
             mask = resize_mask(item.segmentation, state.size)
             if np.count_nonzero(mask) >= min_pixels:
-                masks.append(_Mask(state.index, mask, float(item.predicted_iou)))
+                masks.append((mask, float(item.predicted_iou)))
+        if self.config.granularity == "whole":
+            masks = whole_masks(masks, self.config.part_containment)
+        masks = [_Mask(state.index, mask, score) for mask, score in masks]
         return sorted(masks, key=lambda m: -np.count_nonzero(m.mask))
 
     # --- association ----------------------------------------------------------------------------
