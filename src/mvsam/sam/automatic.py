@@ -172,7 +172,7 @@ class AutomaticMaskGenerator:
         crop_n_points_downscale_factor: int = 1,
         min_mask_region_area: int = 0,
         output_mode: OutputMode = "binary_mask",
-        skip_covered: bool = False,
+        skip_covered: bool = False,  # decode the grid coarse to fine, skipping points already explained
         decode_chunk: int = 4,
     ) -> None:
         if int(points_per_side) < 1:
@@ -263,8 +263,7 @@ class AutomaticMaskGenerator:
                 batch = points[chosen[s : s + self.points_per_batch]]
                 part = self._process_batch(embedding, batch, crop, (height, width))
                 if self.skip_covered:
-                    for rle in part.rles:
-                        covered |= decode_rle(rle)
+                    covered |= _finest_cover(part, covered.shape)
                 parts.append(part)
         found = _Candidates.concat(parts)
 
@@ -360,6 +359,22 @@ class AutomaticMaskGenerator:
             point_coords=(float(found.points[index, 0]), float(found.points[index, 1])),
             crop_box=(cx0, cy0, cx1 - cx0, cy1 - cy0),
         )
+
+
+def _finest_cover(found: _Candidates, shape: tuple[int, int]) -> np.ndarray:
+    """HxW bool union of each prompt point's smallest kept mask: a point there is already explained.
+
+    Only the finest mask of each point counts, so a table mask that takes in the objects on it does not
+    hide them from later points."""
+    cover = np.zeros(shape, dtype=bool)
+    if not len(found):
+        return cover
+    areas = np.array([rle_area(rle) for rle in found.rles])
+    _, point_index = np.unique(found.points, axis=0, return_inverse=True)
+    for point in np.unique(point_index):
+        members = np.flatnonzero(point_index.reshape(-1) == point)
+        cover |= decode_rle(found.rles[members[np.argmin(areas[members])]])
+    return cover
 
 
 def _grid_rounds(per_side: int) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ Global, not greedy (MastSAM's job, solved as one association problem):
    footprint gives prompts (box, interior points, nearby negatives) decoded in batched SAM passes; the
    candidate agreeing best with the footprint is kept.
 5. Overlaps are resolved per pixel: among the objects whose mask holds a pixel, the one whose 3D footprint
-   holds it wins, then the most confident logit.
+   holds it wins, then the smaller object (one lying on a larger one stays on top), then the higher logit.
 6. The least covered view gets automatic masks too; its masks over unlabelled pixels become new objects,
    decoded in every view (``fill_rounds`` times).
 
@@ -63,8 +63,11 @@ class AutoConfig:
     min_shared_pixels: int = 20  # co-visible working pixels below which two masks are not compared
     granularity: Granularity = "whole"  # "whole": drop parts of a larger object; "parts": keep both
     part_containment: float = 0.8  # share of an object's voxels inside another that makes it a part
+    part_share: float = (
+        0.2  # ... if it is also at least this share of the other's size (else: an object on it)
+    )
     min_agreement: float = 0.3  # decoded masks agreeing less with the footprint are dropped
-    footprint_bonus: float = 4.0  # logit added where an object's 3D footprint holds a pixel (overlaps)
+    footprint_bonus: float = 4.0  # overlaps: priority added where an object's 3D footprint holds a pixel
     min_object_pixels: int = 12  # working pixels below which an object is not in a view
     fill_rounds: int = 1  # extra keyframes given to the least covered views
     fill_coverage: float = 0.9  # views covered at least this much need no fill round
@@ -84,6 +87,7 @@ class AutoConfig:
         for name in (
             "link_threshold",
             "part_containment",
+            "part_share",
             "min_agreement",
             "fill_coverage",
             "min_mask_share",
@@ -188,16 +192,19 @@ def choose_keyframes(centers: np.ndarray, count: int) -> list[int]:
     return sorted(chosen)
 
 
-def whole_masks(masks: list[tuple[np.ndarray, float]], containment: float) -> list[tuple[np.ndarray, float]]:
+def whole_masks(
+    masks: list[tuple[np.ndarray, float]], containment: float, share: float
+) -> list[tuple[np.ndarray, float]]:
     """(mask, score) pairs of one view without the parts: a mask with at least ``containment`` of its
-    pixels inside a larger mask that scores at least as well (within 0.02) is dropped."""
+    pixels inside a larger mask that scores at least as well (within 0.02) and is at most 1 / ``share``
+    times its size is dropped (a small mask inside a big one is an object on it, not a part)."""
     flat = np.stack([m.reshape(-1) for m, _ in masks]) if masks else np.zeros((0, 0), bool)
     areas = flat.sum(axis=1)
     shared = flat.astype(np.float32) @ flat.T.astype(np.float32)
     kept = []
     for k, (mask, score) in enumerate(masks):
         inside = shared[k] / max(areas[k], 1)
-        holders = (inside >= containment) & (areas > areas[k])
+        holders = (inside >= containment) & (areas > areas[k]) & (share * areas <= areas[k])
         holders &= np.array([s >= score - 0.02 for _, s in masks])
         if not holders.any():
             kept.append((mask, score))
@@ -287,8 +294,6 @@ class AutoSegmenter:
             mask = resize_mask(item.segmentation, state.size)
             if np.count_nonzero(mask) >= min_pixels:
                 masks.append((mask, float(item.predicted_iou)))
-        if self.config.granularity == "whole":
-            masks = whole_masks(masks, self.config.part_containment)
         masks = [_Mask(state.index, mask, score) for mask, score in masks]
         return sorted(masks, key=lambda m: -np.count_nonzero(m.mask))
 
@@ -358,7 +363,8 @@ class AutoSegmenter:
         return objects
 
     def _drop_parts(self, objects: list[_Object]) -> list[_Object]:
-        """At "whole" granularity, drop objects whose voxels lie inside a larger, as confident object;
+        """At "whole" granularity, drop objects whose voxels lie inside a larger object that is as
+        confident and found in about as many keyframes (a union of two objects seen once is no whole);
         duplicates (each inside the other) keep the more supported one."""
         if self.config.granularity == "parts" or len(objects) < 2:
             return objects
@@ -370,9 +376,13 @@ class AutoSegmenter:
             for large in order:
                 if large == small or large in dropped or sizes[large] < sizes[small] or sizes[small] == 0:
                     continue
+                if sizes[small] < self.config.part_share * sizes[large]:
+                    continue  # an object lying on a larger one, not a part of it
                 inside = np.isin(voxels[small], voxels[large], assume_unique=True).mean()
                 duplicate = inside >= self.config.part_containment and sizes[small] >= 0.8 * sizes[large]
                 support = (len(objects[large].members), objects[large].score)
+                if len(objects[large].members) < len(objects[small].members) - 1:
+                    continue  # a whole is found about as often as its part (else: a chance union)
                 if inside >= self.config.part_containment and (
                     objects[large].score >= objects[small].score - 0.02
                     or (duplicate and support >= (len(objects[small].members), objects[small].score))
@@ -396,7 +406,10 @@ class AutoSegmenter:
                 prompt = footprint_prompt(foreground, background, state.full_size, self.config.prompts)
                 if prompt is None:
                     continue
-                obj.footprints[state.index] = foreground
+                # the bonus region without one-pixel voxel speckle, which would pepper other objects
+                obj.footprints[state.index] = cv2.morphologyEx(
+                    foreground.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+                ).astype(bool)
                 requests.append((state.embedding, prompt))
                 owners.append((state.index, obj, foreground, ~np.isnan(footprint)))
         predictions = self.predictor.predict_batch(requests, multimask=True, return_masks=False)
@@ -412,6 +425,8 @@ class AutoSegmenter:
         width, height = state.full_size if full else state.size
         best = np.full((height, width), -np.inf, dtype=np.float32)
         owner = np.zeros((height, width), dtype=np.uint16)
+        sizes = np.array([np.count_nonzero(o.votes.probability() > 0.5) for o in objects])
+        smallness = 1.0 - (np.argsort(np.argsort(sizes, kind="stable")) + 1) / (len(objects) + 1)
         for k, obj in enumerate(objects):
             if state.index not in obj.decoded:
                 continue
@@ -428,7 +443,9 @@ class AutoSegmenter:
             else:
                 logits = logits[:height, :width]
                 footprint = obj.footprints[state.index]
-            priority = np.where(logits > 0, logits + self.config.footprint_bonus * footprint, -np.inf)
+            confidence = np.minimum(logits, 10.0) / 10.0  # in (0, 1] where the mask holds the pixel
+            priority = confidence + smallness[k] + self.config.footprint_bonus * footprint
+            priority = np.where(logits > 0, priority, -np.inf)
             wins = priority > best
             best[wins] = priority[wins]
             owner[wins] = k + 1
@@ -503,8 +520,15 @@ class AutoSegmenter:
                 "stability_score_thresh, or raise points_per_side"
             )
         tick = time.perf_counter()
-        objects = self._drop_parts(self._objects(views, masks, self._associate(views, masks)))
+        clusters = self._associate(views, masks)
+        objects = self._drop_parts(self._objects(views, masks, clusters))
         self.seconds.associate = time.perf_counter() - tick
+        log.info(
+            "auto: %d keyframe masks, %d clusters, %d objects after dropping parts",
+            len(masks),
+            len(clusters),
+            len(objects),
+        )
 
         tick = time.perf_counter()
         self._decode(views, objects)
