@@ -13,6 +13,7 @@ BENCHMARK_MODULES: list[str] = [
     "mvsam.evaluate.dtu",
     "mvsam.evaluate.nvos",
     "mvsam.evaluate.spinnerf",
+    "mvsam.evaluate.auto",
 ]
 
 

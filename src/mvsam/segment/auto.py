@@ -68,6 +68,7 @@ class AutoConfig:
     )
     min_agreement: float = 0.3  # decoded masks agreeing less with the footprint are dropped
     footprint_bonus: float = 4.0  # overlaps: priority added where an object's 3D footprint holds a pixel
+    smaller_on_top: float = 1.0  # overlaps: priority of the smallest object over the largest (logit: <= 1)
     min_object_pixels: int = 12  # working pixels below which an object is not in a view
     fill_rounds: int = 1  # extra keyframes given to the least covered views
     fill_coverage: float = 0.9  # views covered at least this much need no fill round
@@ -444,7 +445,8 @@ class AutoSegmenter:
                 logits = logits[:height, :width]
                 footprint = obj.footprints[state.index]
             confidence = np.minimum(logits, 10.0) / 10.0  # in (0, 1] where the mask holds the pixel
-            priority = confidence + smallness[k] + self.config.footprint_bonus * footprint
+            priority = confidence + self.config.smaller_on_top * smallness[k]
+            priority = priority + self.config.footprint_bonus * footprint
             priority = np.where(logits > 0, priority, -np.inf)
             wins = priority > best
             best[wins] = priority[wins]
