@@ -103,7 +103,7 @@ class VideoAutoSegmenter:
             if np.count_nonzero(mask) >= min_pixels:
                 masks.append((mask, float(item.predicted_iou)))
         if self.config.granularity == "whole":
-            masks = whole_masks(masks, self.config.part_containment)
+            masks = whole_masks(masks, self.config.part_containment, self.config.part_share)
         return sorted(masks, key=lambda m: -np.count_nonzero(m[0]))
 
     def run(self) -> AutoResult:
