@@ -52,7 +52,8 @@ Granularity = Literal["whole", "parts"]
 
 @dataclass
 class AutoConfig:
-    """Knobs of :class:`AutoSegmenter`; defaults chosen on the demo scene (see README, automatic mode)."""
+    """Knobs of :class:`AutoSegmenter`. The part and overlap rules were developed on the demo scene;
+    the other defaults are SAM's or the interactive mode's, not tuned (see README, automatic mode)."""
 
     keyframes: int = 0  # views given automatic masks; 0 = about sqrt(views), at least 3
     points_per_side: int = 16  # automatic-mask point grid on keyframes
