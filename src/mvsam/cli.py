@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "mvsam.commands.export",
     "mvsam.commands.batch",
     "mvsam.commands.serve",
+    "mvsam.commands.auto",
 ]
 
 

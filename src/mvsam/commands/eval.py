@@ -14,6 +14,7 @@ BENCHMARK_MODULES: list[str] = [
     "mvsam.evaluate.geometry",
     "mvsam.evaluate.nvos",
     "mvsam.evaluate.spinnerf",
+    "mvsam.evaluate.auto",
 ]
 
 

@@ -35,6 +35,12 @@ OUTPUT_MODES = ("binary_mask", "coco_rle")
 CROP_EDGE_TOLERANCE = 20
 # Candidate masks upscaled to full resolution at once (bounds memory: 16 x H x W float32).
 UPSCALE_CHUNK = 16
+# Candidates are first filtered by stability on the low-res logits with this much slack below the
+# threshold; only survivors are upscaled and checked exactly. Measured with benchmarks/bench_automatic.py:
+# no candidate that passes at full resolution scores more than this below it at low resolution.
+LOW_RES_STABILITY_SLACK = 0.05
+# Grid rounds when skip_covered is on: every 4th, then every 2nd, then every point of the grid.
+COVER_STRIDES = (4, 2, 1)
 
 
 @dataclass
@@ -166,6 +172,8 @@ class AutomaticMaskGenerator:
         crop_n_points_downscale_factor: int = 1,
         min_mask_region_area: int = 0,
         output_mode: OutputMode = "binary_mask",
+        skip_covered: bool = False,  # decode the grid coarse to fine, skipping points already explained
+        decode_chunk: int = 4,
     ) -> None:
         if int(points_per_side) < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
@@ -202,6 +210,10 @@ class AutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
         self.min_mask_region_area = int(min_mask_region_area)
         self.output_mode = output_mode
+        if int(decode_chunk) < 1:
+            raise ValueError(f"decode_chunk must be >= 1, got {decode_chunk}")
+        self.skip_covered = bool(skip_covered)
+        self.decode_chunk = int(decode_chunk)
         self.last_timings = AmgTimings()
 
     def generate(self, image: np.ndarray) -> list[AutoMask]:
@@ -235,12 +247,24 @@ class AutomaticMaskGenerator:
 
         per_side = self.points_per_side // self.crop_n_points_downscale_factor**layer
         points = point_grid(per_side, x1 - x0, y1 - y0)
-        batches = range(0, len(points), self.points_per_batch)
-        progress = tqdm(batches, desc=f"automatic masks, crop {x0},{y0},{x1},{y1}", leave=False, disable=None)
-        parts = [
-            self._process_batch(embedding, points[s : s + self.points_per_batch], crop, (height, width))
-            for s in progress
-        ]
+        rounds = [np.arange(len(points))]
+        if self.skip_covered:
+            rounds = _grid_rounds(per_side)
+        covered = np.zeros(embedding.original_size, dtype=bool)
+        parts = []
+        for chosen in rounds:
+            if self.skip_covered:
+                rows = np.clip(np.rint(points[chosen, 1]).astype(int), 0, covered.shape[0] - 1)
+                cols = np.clip(np.rint(points[chosen, 0]).astype(int), 0, covered.shape[1] - 1)
+                chosen = chosen[~covered[rows, cols]]
+            batches = range(0, len(chosen), self.points_per_batch)
+            desc = f"automatic masks, crop {x0},{y0},{x1},{y1}"
+            for s in tqdm(batches, desc=desc, leave=False, disable=None):
+                batch = points[chosen[s : s + self.points_per_batch]]
+                part = self._process_batch(embedding, batch, crop, (height, width))
+                if self.skip_covered:
+                    covered |= _finest_cover(part, covered.shape)
+                parts.append(part)
         found = _Candidates.concat(parts)
 
         start = time.perf_counter()
@@ -258,14 +282,22 @@ class AutomaticMaskGenerator:
         masks that pass every filter; boxes and points come back in full-image pixels (height, width)."""
         start = time.perf_counter()
         requests = [(embedding, Prompt(points=p[None], labels=np.ones(1, dtype=np.int64))) for p in points]
-        predictions = self.predictor.predict_batch(requests, multimask=True, return_masks=False)
+        predictions = self.predictor.predict_batch(
+            requests, multimask=True, return_masks=False, chunk_size=self.decode_chunk
+        )
         self.last_timings.decode_s += time.perf_counter() - start
 
         start = time.perf_counter()
         scores = np.concatenate([p.scores for p in predictions])  # (B*K)
         per_point = len(predictions[0].scores)
-        keep = np.flatnonzero(scores > self.pred_iou_thresh)
-        logits = np.concatenate([p.low_res_logits for p in predictions])[keep]  # Mx256x256
+        logits = np.concatenate([p.low_res_logits for p in predictions])  # (B*K)x256x256
+        valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
+        low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
+        keep = np.flatnonzero(
+            (scores > self.pred_iou_thresh)
+            & (low_res_stability >= self.stability_score_thresh - LOW_RES_STABILITY_SLACK)
+        )
+        logits = logits[keep]
         point_of = np.repeat(points, per_point, axis=0)[keep]
         scores = scores[keep]
 
@@ -327,6 +359,35 @@ class AutomaticMaskGenerator:
             point_coords=(float(found.points[index, 0]), float(found.points[index, 1])),
             crop_box=(cx0, cy0, cx1 - cx0, cy1 - cy0),
         )
+
+
+def _finest_cover(found: _Candidates, shape: tuple[int, int]) -> np.ndarray:
+    """HxW bool union of each prompt point's smallest kept mask: a point there is already explained.
+
+    Only the finest mask of each point counts, so a table mask that takes in the objects on it does not
+    hide them from later points."""
+    cover = np.zeros(shape, dtype=bool)
+    if not len(found):
+        return cover
+    areas = np.array([rle_area(rle) for rle in found.rles])
+    _, point_index = np.unique(found.points, axis=0, return_inverse=True)
+    for point in np.unique(point_index):
+        members = np.flatnonzero(point_index.reshape(-1) == point)
+        cover |= decode_rle(found.rles[members[np.argmin(areas[members])]])
+    return cover
+
+
+def _grid_rounds(per_side: int) -> list[np.ndarray]:
+    """Indices into an n x n point grid (row-major) for coarse-to-fine rounds, each point once."""
+    rows, cols = np.divmod(np.arange(per_side * per_side), per_side)
+    seen = np.zeros(per_side * per_side, dtype=bool)
+    rounds = []
+    for stride in COVER_STRIDES:
+        offset = stride // 2
+        on_grid = ((rows - offset) % stride == 0) & ((cols - offset) % stride == 0) & ~seen
+        rounds.append(np.flatnonzero(on_grid))
+        seen |= on_grid
+    return rounds
 
 
 def _uncrop_rle(rle: dict, crop: np.ndarray, height: int, width: int) -> dict:
