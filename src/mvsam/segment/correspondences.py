@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from mvsam.geometry.features import Features, match_mutual_nn
+from mvsam.segment.masks import spread_points
 
 MIN_INLIERS = 12  # per source view: fewer fundamental-matrix inliers are not trusted
 
@@ -74,19 +75,6 @@ def transfer_labels(
     keys = np.array(sorted(votes), dtype=np.int64)
     labels = np.array([int(np.mean(votes[k]) > 0.5) for k in keys], dtype=np.int64)
     return TransferredPoints(target.xy[keys].astype(np.float64).reshape(-1, 2), labels, used)
-
-
-def spread_points(candidates: np.ndarray, first: int, count: int) -> np.ndarray:
-    """Farthest-point sampling of ``count`` rows of Nx2 ``candidates`` starting at row ``first``."""
-    chosen = [first]
-    distance = np.linalg.norm(candidates - candidates[first], axis=1)
-    while len(chosen) < min(count, len(candidates)):
-        nxt = int(np.argmax(distance))
-        if distance[nxt] <= 0:
-            break
-        chosen.append(nxt)
-        distance = np.minimum(distance, np.linalg.norm(candidates - candidates[nxt], axis=1))
-    return candidates[chosen]
 
 
 def spread(points: np.ndarray, count: int, towards: np.ndarray | None = None) -> np.ndarray:

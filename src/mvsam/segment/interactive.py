@@ -57,13 +57,8 @@ from mvsam.lift.voxels import VoxelGrid, default_voxel_size
 from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, resized_size, upscale_logits
 from mvsam.scene import Camera, Scene
-from mvsam.segment.correspondences import (
-    TransferredPoints,
-    agreement,
-    spread,
-    spread_points,
-    transfer_labels,
-)
+from mvsam.segment.correspondences import TransferredPoints, agreement, spread, transfer_labels
+from mvsam.segment.masks import spread_points
 from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
 
 log = logging.getLogger(__name__)
