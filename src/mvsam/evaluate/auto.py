@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from mvsam.commands.common import add_model_arguments
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import boundary_f
 from mvsam.io.images import list_images, read_mask_png
 from mvsam.scene import Scene
@@ -125,7 +126,7 @@ def run(args) -> int:
     start = time.perf_counter()
     if args.protocol == "davis":
         if args.data is None:
-            raise ValueError("davis needs --data DAVIS_FOLDER (with JPEGImages/480p and Annotations/480p)")
+            raise InputError("davis needs --data DAVIS_FOLDER (with JPEGImages/480p and Annotations/480p)")
         names = args.sequences or sorted(p.name for p in (args.data / "JPEGImages" / "480p").iterdir())
         rows = []
         for name in names:
@@ -138,7 +139,7 @@ def run(args) -> int:
 
             scene = Scene.load(SCENE_DIR, cache_dir=scratch_dir() / "demo")
         elif args.data is None:
-            raise ValueError(f"{args.protocol} needs --data SCENE")
+            raise InputError(f"{args.protocol} needs --data SCENE")
         else:
             scene = Scene.load(args.data)
         scene.geometry()

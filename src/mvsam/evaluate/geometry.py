@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mvsam.commands.common import write_json_report
+from mvsam.errors import InputError
 from mvsam.geometry.metrics import relative_rotation_errors
 from mvsam.geometry.sfm import FEATURES, SfmSettings, reconstruct_cameras
 from mvsam.io.images import list_images, read_mask_png, read_rgb
@@ -70,7 +71,7 @@ class GeometryReport:
 def choose_views(count: int, every: int = 1, limit: int | None = None) -> list[int]:
     """Every ``every``-th of ``count`` views, at most ``limit`` of them spread evenly over those."""
     if every < 1 or (limit is not None and limit < 2):
-        raise ValueError(f"every must be >= 1 and the view limit >= 2, got {every} and {limit}")
+        raise InputError(f"every must be >= 1 and the view limit >= 2, got {every} and {limit}")
     indices = list(range(0, count, every))
     if limit is not None and limit < len(indices):
         picks = np.unique(np.rint(np.linspace(0, len(indices) - 1, limit)).astype(int))
@@ -118,11 +119,11 @@ def evaluate_geometry(
     data = Path(data)
     for kind in features:
         if kind not in FEATURES:
-            raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURES)}")
+            raise InputError(f"unknown features {kind!r}; choose from {', '.join(FEATURES)}")
     with tempfile.TemporaryDirectory(prefix="mvsam_geometry_eval_") as work:
         reference = load_scene(data, cache_dir=Path(work) / "reference", image_subdir=image_subdir)
         if not reference.has_cameras:
-            raise ValueError(f"{data} has no cameras to compare with; use a posed scene (DTU, LLFF, ...)")
+            raise InputError(f"{data} has no cameras to compare with; use a posed scene (DTU, LLFF, ...)")
         indices = choose_views(len(reference.views), every, limit)
         subset = write_subset(reference, data, indices, size, Path(keep) if keep else Path(work) / "subset")
         runs = []

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mvsam.errors import InputError
 from mvsam.evaluate.metrics import multiview_consistency
 from mvsam.lift.project import resize_camera, unproject_pixels, visible_mask
 from mvsam.lift.votes import ViewVoxels, VoxelVotes
@@ -81,11 +82,11 @@ class AutoConfig:
 
     def validate(self) -> None:
         if self.video_keyframe_stride < 1:
-            raise ValueError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
+            raise InputError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
         if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0:
-            raise ValueError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
+            raise InputError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
         if self.granularity not in ("whole", "parts"):
-            raise ValueError(f"granularity must be 'whole' or 'parts', got {self.granularity!r}")
+            raise InputError(f"granularity must be 'whole' or 'parts', got {self.granularity!r}")
         for name in (
             "link_threshold",
             "part_containment",
@@ -95,7 +96,7 @@ class AutoConfig:
             "min_mask_share",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -143,7 +144,7 @@ class AutoResult:
         """(Nx3 float64 world points, Nx3 uint8 colours) of one object, one point per voxel."""
         if object_id not in self._points:
             known = ", ".join(str(o.id) for o in self.objects[:10])
-            raise ValueError(
+            raise InputError(
                 f"no object with id {object_id}; ids are {known}{', ...' if len(self.objects) > 10 else ''}"
             )
         return self._points[object_id]
@@ -234,7 +235,7 @@ class AutoSegmenter:
         self.predictor = predictor
         posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
         if len(posed) < 2:
-            raise ValueError(
+            raise InputError(
                 f"{scene.root}: automatic mode needs cameras and depth for at least two views "
                 f"({len(posed)} have both); run scene.geometry() first, or use a video without geometry "
                 "through mvsam.segment.auto_video"
@@ -517,7 +518,7 @@ class AutoSegmenter:
             masks += self._keyframe_masks(views[index])
         self.seconds.keyframe_masks = time.perf_counter() - tick
         if not masks:
-            raise ValueError(
+            raise InputError(
                 f"{self.scene.root}: SAM found no object in the keyframes "
                 f"({', '.join(self.scene.views[k].name for k in keyframes)}); lower pred_iou_thresh or "
                 "stability_score_thresh, or raise points_per_side"
