@@ -39,33 +39,36 @@ def _epipolar_distance(F: np.ndarray, first: np.ndarray, second: np.ndarray) -> 
     return np.abs(np.sum(lines * points, axis=1)) / np.maximum(np.hypot(lines[:, 0], lines[:, 1]), 1e-12)
 
 
-def transfer_labels(
-    target: Features,
-    sources: list[tuple[Features, np.ndarray]],
-    min_cosine: float,
-    max_ratio: float,
-    max_error: float = 3.0,
-) -> TransferredPoints:
-    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views.
+def verified_matches(
+    target: Features, source: Features, min_cosine: float, max_ratio: float, max_error: float = 3.0
+) -> np.ndarray | None:
+    """Mx2 int64 (target, source) keypoint indices of the mutual matches within ``max_error`` pixels of
+    their epipolar line; None when the pair's distinctive matches (ratio test ``max_ratio``) do not fix a
+    fundamental matrix, so views that share nothing (e.g. noise) give none. Independent of any mask, so
+    a segmenter keeps them across clicks."""
+    strict = match_mutual_nn(target, source, min_cosine, max_ratio)
+    if len(strict) < MIN_INLIERS:
+        return None
+    F, inliers = cv2.findFundamentalMat(
+        target.xy[strict[:, 0]], source.xy[strict[:, 1]], cv2.FM_RANSAC, max_error, 0.999
+    )
+    if F is None or F.shape != (3, 3) or int(inliers.sum()) < MIN_INLIERS:
+        return None
+    pairs = match_mutual_nn(target, source, min_cosine)
+    error = _epipolar_distance(F, target.xy[pairs[:, 0]].astype(np.float64), source.xy[pairs[:, 1]])
+    return pairs[error < max_error]
 
-    The view pair's fundamental matrix comes from distinctive matches only (ratio test ``max_ratio``),
-    so views that share nothing (e.g. noise) find none; then every mutual match within ``max_error``
-    pixels of its epipolar line carries a label.
-    """
+
+def labels_from_matches(
+    target: Features, sources: list[tuple[Features, np.ndarray | None, np.ndarray]]
+) -> TransferredPoints:
+    """Labels of the target's keypoints from (features, :func:`verified_matches` or None, HxW bool
+    full-resolution mask) of source views; a keypoint that several sources label takes their majority."""
     votes: dict[int, list[int]] = {}
     used = 0
-    for features, mask in sources:
-        strict = match_mutual_nn(target, features, min_cosine, max_ratio)
-        if len(strict) < MIN_INLIERS:
+    for features, pairs, mask in sources:
+        if pairs is None:
             continue
-        F, inliers = cv2.findFundamentalMat(
-            target.xy[strict[:, 0]], features.xy[strict[:, 1]], cv2.FM_RANSAC, max_error, 0.999
-        )
-        if F is None or F.shape != (3, 3) or int(inliers.sum()) < MIN_INLIERS:
-            continue
-        pairs = match_mutual_nn(target, features, min_cosine)
-        error = _epipolar_distance(F, target.xy[pairs[:, 0]].astype(np.float64), features.xy[pairs[:, 1]])
-        pairs = pairs[error < max_error]
         height, width = mask.shape
         xy = np.rint(features.xy[pairs[:, 1]]).astype(np.int64)
         inside = mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]
@@ -75,6 +78,22 @@ def transfer_labels(
     keys = np.array(sorted(votes), dtype=np.int64)
     labels = np.array([int(np.mean(votes[k]) > 0.5) for k in keys], dtype=np.int64)
     return TransferredPoints(target.xy[keys].astype(np.float64).reshape(-1, 2), labels, used)
+
+
+def transfer_labels(
+    target: Features,
+    sources: list[tuple[Features, np.ndarray]],
+    min_cosine: float,
+    max_ratio: float,
+    max_error: float = 3.0,
+) -> TransferredPoints:
+    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views:
+    :func:`verified_matches` of each pair, then :func:`labels_from_matches`."""
+    matched = [
+        (features, verified_matches(target, features, min_cosine, max_ratio, max_error), mask)
+        for features, mask in sources
+    ]
+    return labels_from_matches(target, matched)
 
 
 def spread(points: np.ndarray, count: int, towards: np.ndarray | None = None) -> np.ndarray:

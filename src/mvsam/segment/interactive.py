@@ -57,7 +57,14 @@ from mvsam.lift.voxels import VoxelGrid, default_voxel_size
 from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, resized_size, upscale_logits
 from mvsam.scene import Camera, Scene
-from mvsam.segment.correspondences import TransferredPoints, agreement, spread, transfer_labels
+from mvsam.segment.correspondences import (
+    TransferredPoints,
+    agreement,
+    labels_from_matches,
+    spread,
+    transfer_labels,
+    verified_matches,
+)
 from mvsam.segment.masks import spread_points
 from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
 
@@ -262,6 +269,7 @@ class Segmenter:
         self._clicks: list[_Click3D] = []
         self._transfers: dict[int, TransferredPoints] = {}  # view -> labels matched from prompted views
         self._features: dict[str, Features] = {}  # image path -> XFeat features
+        self._matches: dict[tuple[str, str], np.ndarray | None] = {}  # (target, source) image paths
 
     # --- preparation ----------------------------------------------------------------------------
 
@@ -547,10 +555,18 @@ class Segmenter:
         if not prompted or not others:
             return {}
         features = self._view_features(prompted + others)
-        sources = [(features[i], self.mask(i)) for i in prompted]
+        masks = {i: self.mask(i) for i in prompted}
         transfers = {}
         for index in others:
-            points = transfer_labels(features[index], sources, sfm.min_cosine, sfm.match_ratio)
+            sources = []
+            for source in prompted:
+                key = (str(self.scene.views[index].image_path), str(self.scene.views[source].image_path))
+                if key not in self._matches:  # matching is the slow part and needs no mask: done once
+                    self._matches[key] = verified_matches(
+                        features[index], features[source], sfm.min_cosine, sfm.match_ratio
+                    )
+                sources.append((features[source], self._matches[key], masks[source]))
+            points = labels_from_matches(features[index], sources)
             if points.sources:
                 transfers[index] = points
         return transfers
