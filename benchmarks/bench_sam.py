@@ -6,9 +6,10 @@ in the same run, one-off build cost (fold/export/compile), and parity with the o
 MobileSAM outputs in ``shared/reference`` (embedding max abs error, mask IoU, predicted-IoU error).
 Decoder: one prompt, and ``predict_batch`` of 49 prompt sets (a 7x7 grid of points).
 
-    python benchmarks/bench_sam.py --threads 2 --variants torch,torch-fused,onnx --json out.json
+    python benchmarks/bench_sam.py --threads 2 --variants torch,onnx,openvino,openvino-bf16 --json out.json
 
-Variants: the library backends ``torch``, ``torch-fused``, ``onnx`` (see mvsam.sam.accelerate) and
+Variants: the library backends ``torch``, ``torch-fused``, ``onnx``, ``openvino``, ``openvino-bf16``
+(see mvsam.sam.accelerate) and
 two experiments kept here because they lose on parity or cost: ``torch-bf16`` (torch-fused with
 bfloat16 autocast in the attention stages) and ``torch-compile`` (inductor with freezing).
 """
@@ -36,7 +37,7 @@ from mvsam.sam.predictor import Prompt, SamPredictor, preprocess
 from mvsam.sam.weights import read_state_dict, weights_fingerprint
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LIBRARY_VARIANTS = ("torch", "torch-fused", "onnx")
+LIBRARY_VARIANTS = ("torch", "torch-fused", "onnx", "openvino", "openvino-bf16")
 EXPERIMENTAL_VARIANTS = ("torch-bf16", "torch-compile")
 BASELINE = "torch"
 
@@ -117,8 +118,9 @@ def build_variant(
     if name in LIBRARY_VARIANTS:
         backend = build_encoder(model, "mobile_sam", weights_id, name)
         encoder, encoder_name = backend.encode, backend.name
-        if name == "onnx" and not backend.name.startswith("onnx"):
-            raise RuntimeError("the onnx backend fell back to torch; see the warning above")
+        expected = {"onnx": "onnx-fp32", "openvino": "openvino-fp32", "openvino-bf16": "openvino-bf16"}
+        if name in expected and not backend.name.startswith(expected[name]):
+            raise RuntimeError(f"the {name} backend fell back to {backend.name}; see the warning above")
     elif name == "torch-bf16":
         encoder, encoder_name = _bf16_encoder(model), "torch-bf16"
     elif name == "torch-compile":

@@ -89,8 +89,48 @@ def test_folding_batchnorm_keeps_outputs_and_the_original(mobile_sam_checkpoint)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
+def test_openvino_is_the_default_and_bf16_is_opt_in_with_its_own_key(
+    mobile_sam_checkpoint, shared_dir, monkeypatch
+):
+    monkeypatch.delenv(accelerate.ENCODER_ENV, raising=False)
+    fp32 = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)
+    monkeypatch.setenv(accelerate.ENCODER_ENV, "openvino-bf16")
+    bf16 = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)  # reuses the export
+
+    assert fp32.encoder_name == f"openvino-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
+    error, ious, score_errors = _case0_parity(fp32, shared_dir)
+    assert error < 2e-2  # measured 2.4e-4, like ONNX Runtime
+    assert min(ious) >= 0.99
+    assert score_errors.max() < 1e-2
+    with pytest.raises(ValueError, match="1x3x1024x1024"):
+        fp32.encoder(torch.zeros(1, 3, 512, 512))
+
+    assert bf16.encoder_name == f"openvino-bf16-v{accelerate.ONNX_EXPORT_VERSION}"
+    error, ious, _ = _case0_parity(bf16, shared_dir)
+    assert 1e-3 < error < 0.2  # measured 3.5e-2: not float32, hence its own cache key
+    assert min(ious) >= 0.97  # measured 0.980 worst over the whole parity set
+    monkeypatch.setenv(accelerate.ENCODER_ENV, "tensorrt")
+    with pytest.raises(ValueError, match="MVSAM_ENCODER='tensorrt' is not an encoder backend"):
+        load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)
+
+
+def test_openvino_falls_back_to_onnx_then_torch(monkeypatch, caplog):
+    monkeypatch.setattr(accelerate, "openvino_available", lambda: False)
+    monkeypatch.setattr(accelerate, "load_exported_encoder", lambda encoder, path, *rest: object())
+    model = build_sam("mobile_sam")
+    with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
+        backend = build_encoder(model, "mobile_sam", "no-ov", "openvino")
+    assert backend.name == f"onnx-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
+    assert "openvino is not installed" in caplog.text
+    assert build_encoder(model, "mobile_sam", "no-ov", "auto").name.startswith("onnx-fp32")
+    monkeypatch.setattr(accelerate, "onnxruntime_available", lambda: False)
+    assert build_encoder(model, "mobile_sam", "no-ov", "openvino-bf16").name == "torch-fused-fp32"
+
+
 def test_onnx_falls_back_to_torch_without_onnxruntime(monkeypatch, caplog):
     monkeypatch.setattr(accelerate, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(accelerate, "openvino_available", lambda: False)
     model = build_sam("mobile_sam")
     with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
         backend = build_encoder(model, "mobile_sam", "no-ort", "onnx")
