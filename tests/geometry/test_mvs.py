@@ -108,3 +108,13 @@ def test_needs_two_posed_views(plane_scene):
         view.camera = None
     with pytest.raises(ValueError, match="at least 2 views with cameras"):
         compute_mvs_depth(plane_scene, FAST, progress=False)
+
+
+def test_parallel_views_give_the_same_depth_as_one_at_a_time(plane_scene):
+    settings = MvsSettings(resolution=160, num_planes=24, num_neighbors=2, min_consistent=1)
+    alone = compute_mvs_depth(plane_scene, settings, progress=False, workers=1)
+    threaded = compute_mvs_depth(plane_scene, settings, progress=False, workers=3)
+    for one, other in zip(alone, threaded, strict=True):
+        np.testing.assert_array_equal(one.depth, other.depth)
+        np.testing.assert_array_equal(one.confidence, other.confidence)
+        assert one.neighbors == other.neighbors

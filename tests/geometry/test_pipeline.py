@@ -99,3 +99,28 @@ def test_ply_bad_input(tmp_path):
         write_ply(tmp_path / "a.ply", np.zeros((4, 3)), np.zeros((3, 3), np.uint8))
     with pytest.raises(FileNotFoundError):
         read_ply(tmp_path / "missing.ply")
+
+
+def test_sparse_points_only_when_something_needs_them(plane_scene, monkeypatch):
+    """Plane-sweep with loader depth ranges needs no SfM points: triangulation is skipped by default,
+    and runs when depth is not computed, when a view has no depth range, or when asked for."""
+    from mvsam.geometry import pipeline
+
+    def triangulate(scene, settings):
+        raise RuntimeError("triangulation started")
+
+    monkeypatch.setattr(pipeline, "triangulate_known_poses", triangulate)
+    mvs = MvsSettings(resolution=96, num_planes=12, num_neighbors=2, min_consistent=1)
+    compute_geometry(plane_scene, GeometrySettings(mvs=mvs), progress=False)
+    assert plane_scene.sparse is None and plane_scene.has_depth
+    for view in plane_scene.views:
+        view.depth = view.depth_confidence = None
+    plane_scene.views[1].depth_range = None
+    for settings in (
+        GeometrySettings(compute_depth=False),
+        GeometrySettings(mvs=mvs, triangulate=True),
+        GeometrySettings(mvs=mvs),  # view 1 has no depth range now
+    ):
+        with pytest.raises(RuntimeError, match="triangulation started"):
+            compute_geometry(plane_scene, settings, progress=False)
+    compute_geometry(plane_scene, GeometrySettings(mvs=mvs, triangulate=False), progress=False)

@@ -44,7 +44,10 @@ class GeometrySettings:
     sfm: SfmSettings = field(default_factory=SfmSettings)
     mvs: MvsSettings = field(default_factory=MvsSettings)
     allow_sfm: bool = True  # estimate cameras when the loader gave none (else ValueError)
-    triangulate: bool = True  # sparse points for loader cameras when the format has none
+    # Sparse points for loader cameras when the format has none: True always, False never, None (default)
+    # only when something needs them: no plane-sweep depth follows (sparse segmentation, exports), or a view
+    # without provided depth has no loader depth range to bound the sweep.
+    triangulate: bool | None = None
     compute_depth: bool = True  # plane-sweep depth for views without provided depth
 
     def validate(self) -> None:
@@ -83,6 +86,20 @@ def _cameras_key(scene: Scene) -> str:
         camera = view.camera
         parts.append("none" if camera is None else hash_array(camera.K) + hash_array(camera.world_from_cam))
     return hash_bytes("\n".join(parts))
+
+
+def _posed_key(images_key: str, scene: Scene, *settings: object) -> str:
+    """Cache key of a product of posed images: contents, cameras and the settings that shape it."""
+    return hash_bytes(images_key, _cameras_key(scene), *(_settings_json(s) for s in settings))
+
+
+def _needs_sparse(scene: Scene, settings: GeometrySettings) -> bool:
+    """Whether loader cameras need triangulated sparse points (see ``GeometrySettings.triangulate``)."""
+    if scene.sparse is not None or settings.triangulate is False:
+        return False
+    if settings.triangulate or not settings.compute_depth:
+        return True
+    return any(v.depth is None and v.depth_range is None for v in scene.views)
 
 
 def _sparse_arrays(sparse: SparsePoints | None) -> dict[str, np.ndarray]:
@@ -173,10 +190,9 @@ def _ensure_cameras(
 ) -> None:
     """Cameras from the loader, else SfM (cached); sparse points by triangulation when missing (cached)."""
     if scene.has_cameras:
-        if scene.sparse is not None or not settings.triangulate:
+        if not _needs_sparse(scene, settings):
             return
-        key = hash_bytes(images_key, _cameras_key(scene), _settings_json(settings.sfm))
-        path = cache / "sparse" / f"{key}.npz"
+        path = cache / "sparse" / f"{_posed_key(images_key, scene, settings.sfm)}.npz"
         arrays = load_npz(path)
         if arrays is not None:
             scene.sparse = _sparse_from_arrays(arrays)
@@ -223,7 +239,7 @@ def _ensure_depth(
     if not wanted or not settings.compute_depth:
         return
     sparse_key = "none" if scene.sparse is None else hash_array(scene.sparse.xyz)
-    key = hash_bytes(images_key, _cameras_key(scene), sparse_key, _settings_json(settings.mvs), str(wanted))
+    key = hash_bytes(_posed_key(images_key, scene, settings.mvs), sparse_key, str(wanted))
     folder = cache / "depth" / key
     paths = {i: folder / f"{i:05d}_{scene.views[i].stem}.npz" for i in wanted}
     cached = {i: load_npz(path) for i, path in paths.items()}

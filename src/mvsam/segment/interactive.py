@@ -41,6 +41,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -306,17 +307,28 @@ class Segmenter:
         xyz = self.scene.sparse.xyz[np.unique(points)]
         return splat_points(camera, xyz, width, height, self.config.sparse_radius).depth
 
-    def prepare(self) -> StageSeconds:
-        """Embed every view (cached on disk) and find the voxels each view sees; runs once."""
+    def prepare(self, first: Sequence[str | int] = ()) -> StageSeconds:
+        """Embed every view (cached on disk) and find the voxels each view sees; runs once.
+
+        ``first``: views (names or indices) to embed before the others, e.g. the prompted ones, so
+        their embeddings exist as early as possible. The next image is decoded while one is encoded.
+        """
         seconds = StageSeconds()
         if self._states is not None:
             return seconds
         start = time.perf_counter()
         views = self.scene.views
-        for index, view in enumerate(
-            tqdm(views, desc="SAM embeddings", unit="view", disable=not self.progress)
-        ):
-            self._embeddings[index] = self.predictor.encode(view.load_image())
+        leading = list(dict.fromkeys(self.scene.view_index(v) for v in first))
+        order = leading + [i for i in range(len(views)) if i not in set(leading)]
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(views[order[0]].load_image)
+            for position, index in enumerate(
+                tqdm(order, desc="SAM embeddings", unit="view", disable=not self.progress)
+            ):
+                image = pending.result()
+                if position + 1 < len(order):
+                    pending = reader.submit(views[order[position + 1]].load_image)
+                self._embeddings[index] = self.predictor.encode(image)
         seconds.encode = time.perf_counter() - start
         start = time.perf_counter()
         self.sparse_mode = self._choose_mode()
