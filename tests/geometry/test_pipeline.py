@@ -106,7 +106,7 @@ def test_sparse_points_only_when_something_needs_them(plane_scene, monkeypatch):
     and runs when depth is not computed, when a view has no depth range, or when asked for."""
     from mvsam.geometry import pipeline
 
-    def triangulate(scene, settings):
+    def triangulate(scene, settings, progress):
         raise RuntimeError("triangulation started")
 
     monkeypatch.setattr(pipeline, "triangulate_known_poses", triangulate)

@@ -198,7 +198,7 @@ def _ensure_cameras(
             scene.sparse = _sparse_from_arrays(arrays)
             timings.cached.append("sparse")
             return
-        triangulate_known_poses(scene, settings.sfm)
+        triangulate_known_poses(scene, settings.sfm, progress)
         atomic_save_npz(path, **_sparse_arrays(scene.sparse))
         return
     if not settings.allow_sfm:

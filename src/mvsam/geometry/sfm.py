@@ -117,6 +117,18 @@ class SfmReport:
         return "pnp" if name in self.pnp else "unregistered" if name in self.unregistered else "registered"
 
 
+@contextlib.contextmanager
+def _stage(description: str, progress: bool) -> Iterator[None]:
+    """A one-step progress bar for a pycolmap call that reports nothing while it runs: the stage's name
+    is on screen from its start, with the seconds it took at its end."""
+    bar = tqdm(total=1, desc=description, bar_format="{desc}: {elapsed}", disable=not progress, leave=False)
+    try:
+        yield
+        bar.update(1)
+    finally:
+        bar.close()
+
+
 def _quiet_colmap() -> None:
     """COLMAP logs every step at INFO through glog; keep warnings only unless debugging, and never write
     log files (stderr only)."""
@@ -251,12 +263,19 @@ def _xfeat_into_database(
     pair_list.write_text("".join(f"{scene.views[i].name} {scene.views[j].name}\n" for i, j in pairs))
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = settings.seed
-    pycolmap.verify_matches(work.database, pair_list, options=verification)
+    with _stage(f"SfM verifying {len(pairs)} pairs", progress):
+        pycolmap.verify_matches(work.database, pair_list, options=verification)
     return kind, matches
 
 
 def _sift_into_database(
-    scene: Scene, settings: SfmSettings, database: Path, images: Path, model: str, pairs: Path | None = None
+    scene: Scene,
+    settings: SfmSettings,
+    database: Path,
+    images: Path,
+    model: str,
+    pairs: Path | None = None,
+    progress: bool = False,
 ) -> str:
     """SIFT into ``database``, then matching of the listed ``pairs`` (a COLMAP match list), sequential
     (videos, many views) or exhaustive; returns the matching kind."""
@@ -267,34 +286,37 @@ def _sift_into_database(
     extraction.num_threads = settings.num_threads
     extraction.use_gpu = False
     extraction.sift.max_num_features = settings.max_num_features
-    pycolmap.extract_features(
-        database,
-        images,
-        image_names=[v.name for v in scene.views],
-        camera_mode=_camera_mode(scene, settings),
-        reader_options=reader,
-        extraction_options=extraction,
-        device=pycolmap.Device.cpu,
-    )
+    with _stage(f"SfM SIFT features of {len(scene.views)} views", progress):
+        pycolmap.extract_features(
+            database,
+            images,
+            image_names=[v.name for v in scene.views],
+            camera_mode=_camera_mode(scene, settings),
+            reader_options=reader,
+            extraction_options=extraction,
+            device=pycolmap.Device.cpu,
+        )
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = settings.num_threads
     matching.use_gpu = False
     if pairs is not None:
         pairing = pycolmap.ImportedPairingOptions()
         pairing.match_list_path = pairs
-        pycolmap.match_image_pairs(
-            database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
-        )
+        with _stage("SfM SIFT matching of pose-neighbour pairs", progress):
+            pycolmap.match_image_pairs(
+                database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+            )
         return "pose-neighbours"
     _, kind = _pairs(scene, settings)
-    if kind == "sequential":
-        pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = settings.sequential_overlap
-        pycolmap.match_sequential(
-            database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
-        )
-    else:
-        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    with _stage(f"SfM SIFT matching ({kind})", progress):
+        if kind == "sequential":
+            pairing = pycolmap.SequentialPairingOptions()
+            pairing.overlap = settings.sequential_overlap
+            pycolmap.match_sequential(
+                database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+            )
+        else:
+            pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     return kind
 
 
@@ -484,7 +506,9 @@ def reconstruct_cameras(
         if settings.features == "xfeat":
             matching, matches = _xfeat_into_database(scene, settings, work, settings.camera_model, progress)
         else:
-            matching = _sift_into_database(scene, settings, database, images, settings.camera_model)
+            matching = _sift_into_database(
+                scene, settings, database, images, settings.camera_model, progress=progress
+            )
             matches = _sift_matches(scene, database)
         keypoints = {}
         db = pycolmap.Database.open(database)
@@ -514,7 +538,8 @@ def reconstruct_cameras(
         raise ValueError(
             f"SfM registered only {len(registered_names)} view(s) of {scene.root}; need at least 2"
         )
-    pnp = _register_by_pnp(scene, reconstruction, matches, keypoints, settings)
+    with _stage("SfM PnP for views the mapper left out", progress):
+        pnp = _register_by_pnp(scene, reconstruction, matches, keypoints, settings)
     for view in scene.views:
         view.camera = None
     for image in reconstruction.images.values():
@@ -559,7 +584,9 @@ def _pose_neighbour_pairs(scene: Scene, count: int) -> str:
     return "".join(f"{scene.views[i].name} {scene.views[j].name}\n" for i, j in sorted(pairs))
 
 
-def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -> SparsePoints:
+def triangulate_known_poses(
+    scene: Scene, settings: SfmSettings | None = None, progress: bool = False
+) -> SparsePoints:
     """Sparse points for a scene whose cameras are all known: SIFT, matching of pose-neighbour pairs, and
     COLMAP's point triangulator.
 
@@ -585,7 +612,7 @@ def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -
         )
         pairs = work.root / "pairs.txt"
         pairs.write_text(_pose_neighbour_pairs(scene, settings.triangulation_neighbors))
-        _sift_into_database(scene, per_image, database, images, "PINHOLE", pairs)
+        _sift_into_database(scene, per_image, database, images, "PINHOLE", pairs, progress)
         reconstruction = pycolmap.Reconstruction()
         db = pycolmap.Database.open(database)
         try:
@@ -604,9 +631,10 @@ def triangulate_known_poses(scene: Scene, settings: SfmSettings | None = None) -
         options = pycolmap.IncrementalPipelineOptions()
         options.num_threads = settings.num_threads
         options.random_seed = settings.seed
-        reconstruction = pycolmap.triangulate_points(
-            reconstruction, database, images, output, options=options
-        )
+        with _stage("triangulating points from the known cameras", progress):
+            reconstruction = pycolmap.triangulate_points(
+                reconstruction, database, images, output, options=options
+            )
     scene.sparse = _sparse_from_reconstruction(reconstruction, index_of)
     log.info("triangulated %d sparse points from known cameras", len(scene.sparse.xyz))
     return scene.sparse
