@@ -66,8 +66,11 @@ def test_mask_prompt_and_box_prompt(demo_scene, mobile_sam_predictor):
 
 
 def test_correction_click_updates_every_view(demo_scene, mobile_sam_predictor):
-    segmenter = Segmenter(demo_scene, mobile_sam_predictor, progress=False)
-    segmenter.segment([Click(0, *SPHERE_CLICK)])
+    original = Segmenter(demo_scene, mobile_sam_predictor, progress=False)
+    original.segment([Click(0, *SPHERE_CLICK)])
+    masks_before = [original.work_mask(i) for i in range(8)]
+    pairs_matched = len(original._correspondences.matches)
+    segmenter = original.copy()  # the web app corrects a copy and keeps the original for undo
 
     def cone_coverage():
         return [np.mean(segmenter.mask(i)[_gt(i, CONE)]) for i in range(8) if i != 6]
@@ -77,6 +80,10 @@ def test_correction_click_updates_every_view(demo_scene, mobile_sam_predictor):
     result = segmenter.add_prompts([Click(6, x, y)])  # "the cone too", clicked on another view
     after = cone_coverage()
     assert result.seconds.encode == 0 and result.views[6].prompted
+    assert all(np.array_equal(original.work_mask(i), masks_before[i]) for i in range(8))
+    assert segmenter._correspondences is original._correspondences
+    assert pairs_matched == 7  # view 0 against the 7 others, once
+    assert len(segmenter._correspondences.matches) == pairs_matched  # depth lifts the click: no matching
     assert max(before) < 0.05
     assert np.mean(after) > 0.2 and np.count_nonzero(np.array(after) > 0.2) >= 3, after
     assert min(np.mean(segmenter.mask(i)[_gt(i, SPHERE)]) for i in range(8)) > 0.9
