@@ -64,19 +64,20 @@ def labels_from_matches(
 ) -> TransferredPoints:
     """Labels of the target's keypoints from (features, :func:`verified_matches` or None, HxW bool
     full-resolution mask) of source views; a keypoint that several sources label takes their majority."""
-    votes: dict[int, list[int]] = {}
-    used = 0
+    keypoints, inside, used = [], [], 0
     for features, pairs, mask in sources:
         if pairs is None:
             continue
         height, width = mask.shape
         xy = np.rint(features.xy[pairs[:, 1]]).astype(np.int64)
-        inside = mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]
-        for keypoint, label in zip(pairs[:, 0], inside, strict=True):
-            votes.setdefault(int(keypoint), []).append(int(label))
+        inside.append(mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)])
+        keypoints.append(pairs[:, 0])
         used += 1
-    keys = np.array(sorted(votes), dtype=np.int64)
-    labels = np.array([int(np.mean(votes[k]) > 0.5) for k in keys], dtype=np.int64)
+    if not keypoints:
+        return TransferredPoints(np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0)
+    keys, inverse = np.unique(np.concatenate(keypoints), return_inverse=True)
+    share = np.bincount(inverse, weights=np.concatenate(inside)) / np.bincount(inverse)
+    labels = (share > 0.5).astype(np.int64)
     return TransferredPoints(target.xy[keys].astype(np.float64).reshape(-1, 2), labels, used)
 
 

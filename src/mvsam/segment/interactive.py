@@ -535,7 +535,7 @@ class Segmenter:
                 converged = True
                 break
         tick = time.perf_counter()
-        footprints = self._vote_and_project()
+        footprints = self._vote_and_project(set(self.user))  # the final votes, and clicks they overrule
         seconds.vote += time.perf_counter() - tick
         notes = self._conflicts(footprints)
         tick = time.perf_counter()
@@ -782,8 +782,9 @@ class Segmenter:
         state.score = score
         state.full_mask = None
 
-    def _vote_and_project(self) -> list[np.ndarray | None]:
-        """Vote every view's current mask and return every view's footprint (h x w float, NaN unknown)."""
+    def _vote_and_project(self, views: set[int] | None = None) -> list[np.ndarray | None]:
+        """Vote every view's current mask and return the footprints (h x w float, NaN unknown) of
+        ``views`` (default: all; None for the others)."""
         votes = self.votes
         votes.clear()
         for state in self._states:
@@ -791,7 +792,12 @@ class Segmenter:
                 continue
             weight = self.config.prompt_weight if state.index in self.user else 1.0
             votes.vote(state.located, state.soft, weight)
-        return [None if s.located is None else votes.footprint(s.located) for s in self._states]
+        return [
+            None
+            if s.located is None or (views is not None and s.index not in views)
+            else votes.footprint(s.located)
+            for s in self._states
+        ]
 
     def _regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(object, background) h x w bool from a footprint; sparse footprints are grown into regions.
@@ -810,15 +816,14 @@ class Segmenter:
         foreground = _keep_large_components(foreground, self.config.min_visible)
         return foreground, background & ~foreground
 
-    def _derive(self, state: _ViewState, footprint: np.ndarray) -> Prompt | None:
-        """SAM prompts from a footprint at full-resolution coordinates, or None when it is (nearly) empty.
+    def _derive(
+        self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray, background: np.ndarray
+    ) -> Prompt:
+        """SAM prompts at full-resolution coordinates from a footprint and its :meth:`_regions`.
 
         Always the same structure (box + positive_points + negative_points), so all views share one pass.
         """
         cfg = self.config
-        foreground, background = self._regions(state, footprint)
-        if np.count_nonzero(foreground) < cfg.min_visible:
-            return None
         view = self.scene.views[state.index]
         full = (view.width, view.height)
         rows, cols = np.nonzero(foreground | self._unseen_near(state, footprint, foreground))
@@ -904,8 +909,8 @@ class Segmenter:
         for state, footprint in zip(self._states, footprints, strict=True):
             if footprint is None or state.index in fixed:
                 continue
-            prompt = self._derive(state, footprint)
-            if prompt is None:
+            foreground, background = self._regions(state, footprint)
+            if np.count_nonzero(foreground) < cfg.min_visible:
                 if state.index not in self.user:  # the object is not seen here
                     width, height = state.size
                     state.mask = state.soft = np.zeros((height, width), dtype=bool)
@@ -914,7 +919,6 @@ class Segmenter:
                     state.footprint_fg = None
                 continue
             points, labels, seen = self._visible_clicks(state)
-            foreground, background = self._regions(state, footprint)
             if state.index not in force and state.footprint_fg is not None and state.logits is not None:
                 union = np.count_nonzero(foreground | state.footprint_fg)
                 change = 1 - np.count_nonzero(foreground & state.footprint_fg) / max(union, 1)
@@ -924,6 +928,7 @@ class Segmenter:
                 )
                 if change <= cfg.redecode_change and settled:
                     continue
+            prompt = self._derive(state, footprint, foreground, background)
             user = self.user.get(state.index)
             if user is not None and user.box is not None:
                 prompt.box = user.box
