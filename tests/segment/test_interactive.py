@@ -66,8 +66,11 @@ def test_mask_prompt_and_box_prompt(demo_scene, mobile_sam_predictor):
 
 
 def test_correction_click_updates_every_view(demo_scene, mobile_sam_predictor):
-    segmenter = Segmenter(demo_scene, mobile_sam_predictor, progress=False)
-    segmenter.segment([Click(0, *SPHERE_CLICK)])
+    original = Segmenter(demo_scene, mobile_sam_predictor, progress=False)
+    original.segment([Click(0, *SPHERE_CLICK)])
+    masks_before = [original.work_mask(i) for i in range(8)]
+    pairs_matched = len(original._correspondences.matches)
+    segmenter = original.copy()  # the web app corrects a copy and keeps the original for undo
 
     def cone_coverage():
         return [np.mean(segmenter.mask(i)[_gt(i, CONE)]) for i in range(8) if i != 6]
@@ -77,9 +80,30 @@ def test_correction_click_updates_every_view(demo_scene, mobile_sam_predictor):
     result = segmenter.add_prompts([Click(6, x, y)])  # "the cone too", clicked on another view
     after = cone_coverage()
     assert result.seconds.encode == 0 and result.views[6].prompted
+    assert all(np.array_equal(original.work_mask(i), masks_before[i]) for i in range(8))
+    assert segmenter._correspondences is original._correspondences
+    assert pairs_matched == 7  # view 0 against the 7 others, once
+    assert len(segmenter._correspondences.matches) == pairs_matched  # depth lifts the click: no matching
     assert max(before) < 0.05
     assert np.mean(after) > 0.2 and np.count_nonzero(np.array(after) > 0.2) >= 3, after
     assert min(np.mean(segmenter.mask(i)[_gt(i, SPHERE)]) for i in range(8)) > 0.9
+
+
+def test_correction_without_depth_is_carried_by_matches(demo_scene, mobile_sam_predictor):
+    """A click where its view has no depth cannot be lifted to 3D: that view's mask reaches the others
+    through feature matches instead, matched once like the first prompts' view."""
+    views = [dataclasses.replace(view) for view in demo_scene.views]
+    x, y = interior_points(_gt(6, CONE), 1)[0]
+    depth = views[6].depth.copy()
+    depth[int(y) - 40 : int(y) + 41, int(x) - 40 : int(x) + 41] = 0  # a textureless patch: no depth
+    views[6].depth = depth
+    scene = Scene(demo_scene.root, views, demo_scene.source_format, demo_scene.cache_dir)
+    segmenter = Segmenter(scene, mobile_sam_predictor, SegmenterConfig(max_iterations=2), progress=False)
+    segmenter.segment([Click(0, *SPHERE_CLICK)])
+    assert len(segmenter._correspondences.matches) == 7
+    result = segmenter.add_prompts([Click(6, x, y)])
+    assert result.views[6].prompted and segmenter.mask(6)[int(y), int(x)]
+    assert len(segmenter._correspondences.matches) == 7 + 6  # view 6 against the 6 unprompted views
 
 
 def test_view_that_does_not_see_the_object_gets_an_empty_mask(demo_scene, mobile_sam_predictor):

@@ -30,6 +30,17 @@ def write_json_report(path: Path, report) -> None:
     print(f"wrote {path}")
 
 
+def add_depth_source_argument(parser) -> None:
+    """``--depth-source`` of the interactive segmenter (``segment`` and ``serve``)."""
+    parser.add_argument(
+        "--depth-source",
+        default="auto",
+        choices=("auto", "dense", "sparse"),
+        help="what carries prompts between views: dense depth or SfM tracks (auto: dense when every "
+        "posed view has depth)",
+    )
+
+
 def add_geometry_arguments(parser) -> None:
     """Flags of :class:`mvsam.geometry.GeometrySettings`, shared so equal flags hit the same cache entries."""
     parser.add_argument("--no-sfm", action="store_true", help="never run SfM (needs cameras)")

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from mvsam.cache import atomic_write_bytes
 from mvsam.commands.common import (
+    add_depth_source_argument,
     add_geometry_arguments,
     add_model_arguments,
     add_scene_arguments,
@@ -64,12 +65,7 @@ def add_parser(subparsers) -> None:
     add_scene_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
-    parser.add_argument(
-        "--depth-source",
-        default="auto",
-        choices=("auto", "dense", "sparse"),
-        help="dense depth or SfM tracks",
-    )
+    add_depth_source_argument(parser)
     add_geometry_arguments(parser)
     parser.set_defaults(run=run)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mvsam.commands.common import add_geometry_arguments, add_model_arguments, geometry_settings
+from mvsam.commands.common import (
+    add_depth_source_argument,
+    add_geometry_arguments,
+    add_model_arguments,
+    geometry_settings,
+)
 from mvsam.errors import InputError
 from mvsam.segment.interactive import SegmenterConfig
 
@@ -28,12 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--format", default=None, help="force a scene layout instead of auto-detection")
     parser.add_argument("--cache-dir", default=None, help="cache folder (default: <scene>/.mvsam_cache)")
     add_model_arguments(parser)
-    parser.add_argument(
-        "--depth-source",
-        default="auto",
-        choices=("auto", "dense", "sparse"),
-        help="dense depth or SfM tracks",
-    )
+    add_depth_source_argument(parser)
     add_geometry_arguments(parser)
     parser.set_defaults(run=run)
 

@@ -10,7 +10,7 @@ transferred points wins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -64,36 +64,44 @@ def labels_from_matches(
 ) -> TransferredPoints:
     """Labels of the target's keypoints from (features, :func:`verified_matches` or None, HxW bool
     full-resolution mask) of source views; a keypoint that several sources label takes their majority."""
-    votes: dict[int, list[int]] = {}
-    used = 0
+    keypoints, inside, used = [], [], 0
     for features, pairs, mask in sources:
         if pairs is None:
             continue
         height, width = mask.shape
         xy = np.rint(features.xy[pairs[:, 1]]).astype(np.int64)
-        inside = mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)]
-        for keypoint, label in zip(pairs[:, 0], inside, strict=True):
-            votes.setdefault(int(keypoint), []).append(int(label))
+        inside.append(mask[np.clip(xy[:, 1], 0, height - 1), np.clip(xy[:, 0], 0, width - 1)])
+        keypoints.append(pairs[:, 0])
         used += 1
-    keys = np.array(sorted(votes), dtype=np.int64)
-    labels = np.array([int(np.mean(votes[k]) > 0.5) for k in keys], dtype=np.int64)
+    if not keypoints:
+        return TransferredPoints(np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0)
+    keys, inverse = np.unique(np.concatenate(keypoints), return_inverse=True)
+    share = np.bincount(inverse, weights=np.concatenate(inside)) / np.bincount(inverse)
+    labels = (share > 0.5).astype(np.int64)
     return TransferredPoints(target.xy[keys].astype(np.float64).reshape(-1, 2), labels, used)
 
 
-def transfer_labels(
-    target: Features,
-    sources: list[tuple[Features, np.ndarray]],
-    min_cosine: float,
-    max_ratio: float,
-    max_error: float = 3.0,
-) -> TransferredPoints:
-    """Labels of the target's keypoints from (features, HxW bool full-resolution mask) of source views:
-    :func:`verified_matches` of each pair, then :func:`labels_from_matches`."""
-    matched = [
-        (features, verified_matches(target, features, min_cosine, max_ratio, max_error), mask)
-        for features, mask in sources
-    ]
-    return labels_from_matches(target, matched)
+@dataclass
+class MatchCache:
+    """XFeat features per image and :func:`verified_matches` per (target, source) image pair, keyed by
+    image path. Neither depends on a mask and entries are only ever added, so a segmenter keeps them
+    across clicks and its copies share one instead of copying ~1 MB of descriptors per view."""
+
+    features: dict[str, Features] = field(default_factory=dict)
+    matches: dict[tuple[str, str], np.ndarray | None] = field(default_factory=dict)
+
+    def verified(
+        self,
+        keys: tuple[str, str],
+        target: Features,
+        source: Features,
+        min_cosine: float,
+        max_ratio: float,
+    ) -> np.ndarray | None:
+        """:func:`verified_matches` of (target, source), computed once per ``keys`` (their image paths)."""
+        if keys not in self.matches:
+            self.matches[keys] = verified_matches(target, source, min_cosine, max_ratio)
+        return self.matches[keys]
 
 
 def spread(points: np.ndarray, count: int, towards: np.ndarray | None = None) -> np.ndarray:

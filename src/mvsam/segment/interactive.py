@@ -37,6 +37,7 @@ contradict each other in 3D are settled by the weighted vote of all views (promp
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -59,12 +60,11 @@ from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, resized_size, upscale_logits
 from mvsam.scene import Camera, Scene
 from mvsam.segment.correspondences import (
+    MatchCache,
     TransferredPoints,
     agreement,
     labels_from_matches,
     spread,
-    transfer_labels,
-    verified_matches,
 )
 from mvsam.segment.masks import spread_points
 from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
@@ -268,9 +268,9 @@ class Segmenter:
         self.user: dict[int, ViewPrompts] = {}
         self.sparse_mode = False
         self._clicks: list[_Click3D] = []
-        self._transfers: dict[int, TransferredPoints] = {}  # view -> labels matched from prompted views
-        self._features: dict[str, Features] = {}  # image path -> XFeat features
-        self._matches: dict[tuple[str, str], np.ndarray | None] = {}  # (target, source) image paths
+        self._transfers: dict[int, TransferredPoints] = {}  # view -> labels matched from the sources
+        self._sources: set[int] = set()  # prompted views whose masks are carried by matches
+        self._correspondences = MatchCache()  # shared by copies (mask-independent, add-only)
 
     # --- preparation ----------------------------------------------------------------------------
 
@@ -376,6 +376,7 @@ class Segmenter:
                 "or a mask on at least one view (negative clicks alone are only accepted as corrections)"
             )
         self.user = grouped
+        self._sources = set()
         for state in self._states:
             state.logits = state.mask = state.soft = state.footprint_fg = state.full_mask = None
             state.anchor = None
@@ -441,6 +442,24 @@ class Segmenter:
         state = self._states_or_raise()[self.scene.view_index(view)]
         return state.camera, state.depth
 
+    def copy(self) -> Segmenter:
+        """An independent copy to try a change on (the web app's undo snapshots).
+
+        The working state (masks, logits, prompts, votes) is copied; the scene, predictor, embeddings,
+        per-view geometry and the correspondence cache are shared: they are read-only or add-only, and
+        every per-view array is replaced, never written in place, when a view changes.
+        """
+        clone = copy.copy(self)
+        clone._embeddings = list(self._embeddings)
+        if self._states is not None:
+            clone._states = [copy.copy(state) for state in self._states]
+        clone.votes = copy.deepcopy(self.votes)  # vote() adds to its count arrays in place
+        clone.user = dict(self.user)
+        clone._clicks = list(self._clicks)
+        clone._transfers = dict(self._transfers)
+        clone._sources = set(self._sources)
+        return clone
+
     def object_points(
         self, min_probability: float = 0.5, min_views: int = 2
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -505,6 +524,11 @@ class Segmenter:
         fresh = [i for i in touched if states[i].mask is None or self.user[i].mask is not None]
         self._decode_prompted([i for i in fresh if self.user[i].has_positive])
         self._clicks = self._lift_clicks()
+        # the views of the first prompts are matched to every other view; a correction's view only when
+        # 3D cannot carry it (a click without depth under it): matching costs ~0.1 s per other view
+        if not self._sources:
+            self._sources = set(self.user)
+        self._sources |= {c.view for c in self._clicks if c.xyz is None and c.view in touched}
         self._transfers = self._transfer_from_prompted() if cfg.transfer_weight > 0 else {}
         seconds.decode += time.perf_counter() - tick
         changes: list[float] = []
@@ -523,7 +547,7 @@ class Segmenter:
                 converged = True
                 break
         tick = time.perf_counter()
-        footprints = self._vote_and_project()
+        footprints = self._vote_and_project(set(self.user))  # the final votes, and clicks they overrule
         seconds.vote += time.perf_counter() - tick
         notes = self._conflicts(footprints)
         tick = time.perf_counter()
@@ -546,39 +570,44 @@ class Segmenter:
         return SegmentationResult(results, rounds, converged, changes, seconds, notes)
 
     def _view_features(self, indices: list[int]) -> dict[int, Features]:
-        """XFeat features of views (cached on disk under the scene cache and here by image path)."""
+        """XFeat features of views (cached on disk under the scene cache and in memory by image path)."""
         from mvsam.geometry.sfm import SfmSettings
 
         sfm = SfmSettings()
-        missing = [i for i in indices if str(self.scene.views[i].image_path) not in self._features]
+        cache = self._correspondences.features
+        missing = [i for i in indices if str(self.scene.views[i].image_path) not in cache]
         found = scene_features(self.scene, missing, sfm.xfeat_image_size, sfm.xfeat_num_features)
         for index, features in zip(missing, found, strict=True):
-            self._features[str(self.scene.views[index].image_path)] = features
-        return {i: self._features[str(self.scene.views[i].image_path)] for i in indices}
+            cache[str(self.scene.views[index].image_path)] = features
+        return {i: cache[str(self.scene.views[i].image_path)] for i in indices}
 
-    def _transfer_from_prompted(self) -> dict[int, TransferredPoints]:
-        """For every other view with geometry, labels of its keypoints matched to the prompted views'
-        masks (the user's own object): evidence where depth is missing, e.g. on textureless walls."""
+    def _matched_from(
+        self, target: int, sources: list[int], features: dict[int, Features]
+    ) -> TransferredPoints:
+        """Labels of a view's keypoints from the current masks of ``sources`` (matches cached per pair)."""
         from mvsam.geometry.sfm import SfmSettings
 
         sfm = SfmSettings()
-        prompted = [i for i in self.user if self._states[i].mask is not None]
+        matched = []
+        for source in sources:
+            keys = (str(self.scene.views[target].image_path), str(self.scene.views[source].image_path))
+            pairs = self._correspondences.verified(
+                keys, features[target], features[source], sfm.min_cosine, sfm.match_ratio
+            )
+            matched.append((features[source], pairs, self.mask(source)))
+        return labels_from_matches(features[target], matched)
+
+    def _transfer_from_prompted(self) -> dict[int, TransferredPoints]:
+        """For every other view with geometry, labels of its keypoints matched to the source views' masks
+        (the user's own object): evidence where depth is missing, e.g. on textureless walls."""
+        sources = sorted(i for i in self._sources if self._states[i].mask is not None)
         others = [s.index for s in self._states if s.located is not None and s.index not in self.user]
-        if not prompted or not others:
+        if not sources or not others:
             return {}
-        features = self._view_features(prompted + others)
-        masks = {i: self.mask(i) for i in prompted}
+        features = self._view_features(sources + others)
         transfers = {}
         for index in others:
-            sources = []
-            for source in prompted:
-                key = (str(self.scene.views[index].image_path), str(self.scene.views[source].image_path))
-                if key not in self._matches:  # matching is the slow part and needs no mask: done once
-                    self._matches[key] = verified_matches(
-                        features[index], features[source], sfm.min_cosine, sfm.match_ratio
-                    )
-                sources.append((features[source], self._matches[key], masks[source]))
-            points = labels_from_matches(features[index], sources)
+            points = self._matched_from(index, sources, features)
             if points.sources:
                 transfers[index] = points
         return transfers
@@ -587,15 +616,12 @@ class Segmenter:
         """Masks for views without geometry (no camera, or no depth): the segmented views' masks carried
         over by XFeat matches become SAM prompts there. Returns view index -> "correspondences" | "none"
         for those views and adds a note for each view left without a mask."""
-        from mvsam.geometry.sfm import SfmSettings
-
         cfg = self.config
         targets = [s.index for s in self._states if s.located is None and s.index not in self.user]
         sources = [s.index for s in self._states if s.located is not None and s.mask is not None]
         if not targets:
             return {}
         kinds = {index: "none" for index in targets}
-        sfm = SfmSettings()
         features = self._view_features(targets + sources)
         requests, owners, transfers = [], [], {}
         for index in targets:
@@ -603,12 +629,7 @@ class Segmenter:
             width, height = state.size
             state.mask = state.soft = np.zeros((height, width), dtype=bool)
             state.logits, state.score, state.full_mask = None, 0.0, None
-            points = transfer_labels(
-                features[index],
-                [(features[i], self.mask(i)) for i in sources],
-                sfm.min_cosine,
-                sfm.match_ratio,
-            )
+            points = self._matched_from(index, sources, features)
             name = self.scene.views[index].name
             if points.sources == 0:
                 notes.append(f"{name}: no camera and too few feature matches to segmented views; no mask")
@@ -773,8 +794,9 @@ class Segmenter:
         state.score = score
         state.full_mask = None
 
-    def _vote_and_project(self) -> list[np.ndarray | None]:
-        """Vote every view's current mask and return every view's footprint (h x w float, NaN unknown)."""
+    def _vote_and_project(self, views: set[int] | None = None) -> list[np.ndarray | None]:
+        """Vote every view's current mask and return the footprints (h x w float, NaN unknown) of
+        ``views`` (default: all; None for the others)."""
         votes = self.votes
         votes.clear()
         for state in self._states:
@@ -782,7 +804,12 @@ class Segmenter:
                 continue
             weight = self.config.prompt_weight if state.index in self.user else 1.0
             votes.vote(state.located, state.soft, weight)
-        return [None if s.located is None else votes.footprint(s.located) for s in self._states]
+        return [
+            None
+            if s.located is None or (views is not None and s.index not in views)
+            else votes.footprint(s.located)
+            for s in self._states
+        ]
 
     def _regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(object, background) h x w bool from a footprint; sparse footprints are grown into regions.
@@ -801,15 +828,14 @@ class Segmenter:
         foreground = _keep_large_components(foreground, self.config.min_visible)
         return foreground, background & ~foreground
 
-    def _derive(self, state: _ViewState, footprint: np.ndarray) -> Prompt | None:
-        """SAM prompts from a footprint at full-resolution coordinates, or None when it is (nearly) empty.
+    def _derive(
+        self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray, background: np.ndarray
+    ) -> Prompt:
+        """SAM prompts at full-resolution coordinates from a footprint and its :meth:`_regions`.
 
         Always the same structure (box + positive_points + negative_points), so all views share one pass.
         """
         cfg = self.config
-        foreground, background = self._regions(state, footprint)
-        if np.count_nonzero(foreground) < cfg.min_visible:
-            return None
         view = self.scene.views[state.index]
         full = (view.width, view.height)
         rows, cols = np.nonzero(foreground | self._unseen_near(state, footprint, foreground))
@@ -895,8 +921,8 @@ class Segmenter:
         for state, footprint in zip(self._states, footprints, strict=True):
             if footprint is None or state.index in fixed:
                 continue
-            prompt = self._derive(state, footprint)
-            if prompt is None:
+            foreground, background = self._regions(state, footprint)
+            if np.count_nonzero(foreground) < cfg.min_visible:
                 if state.index not in self.user:  # the object is not seen here
                     width, height = state.size
                     state.mask = state.soft = np.zeros((height, width), dtype=bool)
@@ -905,7 +931,6 @@ class Segmenter:
                     state.footprint_fg = None
                 continue
             points, labels, seen = self._visible_clicks(state)
-            foreground, background = self._regions(state, footprint)
             if state.index not in force and state.footprint_fg is not None and state.logits is not None:
                 union = np.count_nonzero(foreground | state.footprint_fg)
                 change = 1 - np.count_nonzero(foreground & state.footprint_fg) / max(union, 1)
@@ -915,6 +940,7 @@ class Segmenter:
                 )
                 if change <= cfg.redecode_change and settled:
                     continue
+            prompt = self._derive(state, footprint, foreground, background)
             user = self.user.get(state.index)
             if user is not None and user.box is not None:
                 prompt.box = user.box

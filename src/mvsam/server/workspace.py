@@ -2,13 +2,13 @@
 
 Every change works on a copy of the object's :class:`~mvsam.segment.interactive.Segmenter` and publishes
 the copy only when it succeeded, so a rejected prompt changes nothing, readers never see a half-updated
-segmenter, and the previous copy is the undo snapshot. Copies share the scene, the SAM predictor and the
-image embeddings (read-only); only the per-view working state and the 3D votes are duplicated.
+segmenter, and the previous copy is the undo snapshot. Copies (:meth:`Segmenter.copy`) share the scene,
+the SAM predictor, the image embeddings, per-view geometry and feature matches; only the per-view working
+state and the 3D votes are duplicated.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import threading
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from mvsam.export.overlay import palette
 from mvsam.geometry import GeometrySettings, compute_geometry
@@ -94,19 +93,6 @@ class LiveObject:
 class Update:
     seconds: float
     views_changed: list[int]
-
-
-def clone_segmenter(segmenter: Segmenter) -> Segmenter:
-    """A copy that can be changed independently, sharing the scene, predictor, embeddings and any model
-    (``torch.nn.Module``) the segmenter holds: those are read-only while segmenting."""
-    memo = {id(segmenter.scene): segmenter.scene, id(segmenter.predictor): segmenter.predictor}
-    for value in vars(segmenter).values():
-        if isinstance(value, torch.nn.Module | SamPredictor):
-            memo[id(value)] = value
-    for index in range(len(segmenter.scene.views)):
-        embedding = segmenter.embedding(index)
-        memo[id(embedding)] = embedding
-    return copy.deepcopy(segmenter, memo)
 
 
 def object_color(object_id: int) -> tuple[int, int, int]:
@@ -335,7 +321,7 @@ class Workspace:
         segmenter = obj.current.segmenter
         if segmenter is None:
             return [np.zeros((self.scene.views[i].height, self.scene.views[i].width), bool) for i in views]
-        segmenter = clone_segmenter(segmenter)
+        segmenter = segmenter.copy()
         return [segmenter.mask(i) for i in views]
 
     def object_points(self, obj: LiveObject) -> tuple[np.ndarray, np.ndarray]:
@@ -449,7 +435,7 @@ class Workspace:
             spec.check(sizes)
         if self.video:
             return self._apply_frame(revision, specs)
-        segmenter = clone_segmenter(revision.segmenter or self.template)
+        segmenter = (revision.segmenter or self.template).copy()
         prompts = [spec.to_prompt() for spec in specs]
         if revision.segmenter is None:
             segmenter.segment(prompts)
