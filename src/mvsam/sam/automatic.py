@@ -26,6 +26,7 @@ from mvsam.sam.masks import (
     stability_scores,
     upscale_low_res_logits,
 )
+from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, validate_image
 
 OutputMode = Literal["binary_mask", "coco_rle"]
@@ -250,20 +251,19 @@ class AutomaticMaskGenerator:
         rounds = [np.arange(len(points))]
         if self.skip_covered:
             rounds = _grid_rounds(per_side)
-        covered = np.zeros(embedding.original_size, dtype=bool)
+        covered = np.zeros((LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), dtype=bool)  # low-res logit raster
+        scale = np.array(embedding.input_size[::-1]) / np.array(embedding.original_size[::-1]) / 4
+        cells = np.clip(np.floor((points + 0.5) * scale).astype(int), 0, LOW_RES_MASK_SIZE - 1)  # (col, row)
         parts = []
         for chosen in rounds:
             if self.skip_covered:
-                rows = np.clip(np.rint(points[chosen, 1]).astype(int), 0, covered.shape[0] - 1)
-                cols = np.clip(np.rint(points[chosen, 0]).astype(int), 0, covered.shape[1] - 1)
-                chosen = chosen[~covered[rows, cols]]
+                chosen = chosen[~covered[cells[chosen, 1], cells[chosen, 0]]]
             batches = range(0, len(chosen), self.points_per_batch)
             desc = f"automatic masks, crop {x0},{y0},{x1},{y1}"
             for s in tqdm(batches, desc=desc, leave=False, disable=None):
                 batch = points[chosen[s : s + self.points_per_batch]]
-                part = self._process_batch(embedding, batch, crop, (height, width))
-                if self.skip_covered:
-                    covered |= _finest_cover(part, covered.shape)
+                part, finest = self._process_batch(embedding, batch, crop, (height, width))
+                covered |= finest
                 parts.append(part)
         found = _Candidates.concat(parts)
 
@@ -277,9 +277,12 @@ class AutomaticMaskGenerator:
 
     def _process_batch(
         self, embedding: ImageEmbedding, points: np.ndarray, crop: np.ndarray, image_size: tuple[int, int]
-    ) -> _Candidates:
+    ) -> tuple[_Candidates, np.ndarray]:
         """Decode one batch of grid points (Bx2, crop pixels) against the crop's embedding and keep the
-        masks that pass every filter; boxes and points come back in full-image pixels (height, width)."""
+        masks that pass every filter; boxes and points come back in full-image pixels (height, width).
+        Also returns the 256x256 bool union of each point's smallest candidate on the low-res raster: a
+        later grid point inside it is already explained (SAM's finest level at a point never swallows
+        the objects lying on a larger surface, unlike a kept whole-table mask)."""
         start = time.perf_counter()
         requests = [(embedding, Prompt(points=p[None], labels=np.ones(1, dtype=np.int64))) for p in points]
         predictions = self.predictor.predict_batch(
@@ -291,6 +294,11 @@ class AutomaticMaskGenerator:
         scores = np.concatenate([p.scores for p in predictions])  # (B*K)
         per_point = len(predictions[0].scores)
         logits = np.concatenate([p.low_res_logits for p in predictions])  # (B*K)x256x256
+        positive = logits > 0
+        areas = positive.reshape(len(predictions), per_point, -1).sum(axis=2)
+        finest = positive.reshape(len(predictions), per_point, *positive.shape[1:])[
+            np.arange(len(predictions)), np.argmin(areas, axis=1)
+        ].any(axis=0)
         valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
         low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
         keep = np.flatnonzero(
@@ -325,7 +333,7 @@ class AutomaticMaskGenerator:
                 )
             )
         self.last_timings.postprocess_s += time.perf_counter() - start
-        return _Candidates.concat(parts)
+        return _Candidates.concat(parts), finest
 
     # --- whole image ----------------------------------------------------------------------------
 
@@ -359,22 +367,6 @@ class AutomaticMaskGenerator:
             point_coords=(float(found.points[index, 0]), float(found.points[index, 1])),
             crop_box=(cx0, cy0, cx1 - cx0, cy1 - cy0),
         )
-
-
-def _finest_cover(found: _Candidates, shape: tuple[int, int]) -> np.ndarray:
-    """HxW bool union of each prompt point's smallest kept mask: a point there is already explained.
-
-    Only the finest mask of each point counts, so a table mask that takes in the objects on it does not
-    hide them from later points."""
-    cover = np.zeros(shape, dtype=bool)
-    if not len(found):
-        return cover
-    areas = np.array([rle_area(rle) for rle in found.rles])
-    _, point_index = np.unique(found.points, axis=0, return_inverse=True)
-    for point in np.unique(point_index):
-        members = np.flatnonzero(point_index.reshape(-1) == point)
-        cover |= decode_rle(found.rles[members[np.argmin(areas[members])]])
-    return cover
 
 
 def _grid_rounds(per_side: int) -> list[np.ndarray]:
