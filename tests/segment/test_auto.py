@@ -123,3 +123,26 @@ def test_view_without_geometry_is_left_unlabelled_with_a_note(scene, mobile_sam_
     )
     with pytest.raises(ValueError, match="needs cameras and depth"):
         AutoSegmenter(without, mobile_sam_predictor, CHEAP)
+
+
+def test_video_mode_keeps_the_car_on_one_id(data_dir, mobile_sam_predictor, tmp_path):
+    from mvsam.io.images import read_mask_png
+    from mvsam.segment.auto_video import VideoAutoSegmenter
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    source = data_dir / "davis2016_train8"
+    for k in range(3):
+        (frames / f"{k:05d}.jpg").symlink_to(source / "JPEGImages" / "480p" / "car-turn" / f"{k:05d}.jpg")
+    video = Scene.load(frames, format="images", cache_dir=tmp_path / "cache")
+    config = AutoConfig(points_per_side=8, video_keyframe_stride=3)
+    result = VideoAutoSegmenter(video, mobile_sam_predictor, config, progress=False).run()
+    truths = [read_mask_png(source / "Annotations" / "480p" / "car-turn" / f"{k:05d}.png") for k in range(3)]
+    values, counts = np.unique(result.id_map(0)[truths[0]], return_counts=True)
+    car = int(values[np.argmax(counts)])
+    ious = [mask_iou(result.id_map(k) == car, truths[k]) for k in range(3)]
+    assert car > 0 and min(ious) > 0.85, np.round(ious, 3)
+    assert "no 3D points" in result.notes[0]
+    with pytest.raises(ValueError, match="no object with id"):
+        result.object_points(car)
+    assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))

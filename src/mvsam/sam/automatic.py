@@ -40,6 +40,9 @@ UPSCALE_CHUNK = 16
 # threshold; only survivors are upscaled and checked exactly. Measured with benchmarks/bench_automatic.py:
 # no candidate that passes at full resolution scores more than this below it at low resolution.
 LOW_RES_STABILITY_SLACK = 0.05
+# A grid point inside an earlier point's finest mask is skipped only when its SAM feature matches the mask's
+# mean feature this well (cosine); see _Explained.
+SKIP_SIMILARITY = 0.8
 # Grid rounds when skip_covered is on: every 4th, then every 2nd, then every point of the grid.
 COVER_STRIDES = (4, 2, 1)
 
@@ -64,6 +67,7 @@ class AmgTimings:
     encode_s: float = 0.0  # image encoder (or embedding cache reads)
     decode_s: float = 0.0  # mask decoder passes
     postprocess_s: float = 0.0  # upscaling, filtering, NMS, RLE, small-region clean-up
+    points: int = 0  # grid points decoded (fewer than the grid with skip_covered)
 
 
 @dataclass
@@ -251,19 +255,20 @@ class AutomaticMaskGenerator:
         rounds = [np.arange(len(points))]
         if self.skip_covered:
             rounds = _grid_rounds(per_side)
-        covered = np.zeros((LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), dtype=bool)  # low-res logit raster
         scale = np.array(embedding.input_size[::-1]) / np.array(embedding.original_size[::-1]) / 4
         cells = np.clip(np.floor((points + 0.5) * scale).astype(int), 0, LOW_RES_MASK_SIZE - 1)  # (col, row)
+        explained = _Explained(embedding)
         parts = []
         for chosen in rounds:
             if self.skip_covered:
-                chosen = chosen[~covered[cells[chosen, 1], cells[chosen, 0]]]
+                chosen = chosen[~explained.covers(cells[chosen])]
             batches = range(0, len(chosen), self.points_per_batch)
             desc = f"automatic masks, crop {x0},{y0},{x1},{y1}"
             for s in tqdm(batches, desc=desc, leave=False, disable=None):
                 batch = points[chosen[s : s + self.points_per_batch]]
                 part, finest = self._process_batch(embedding, batch, crop, (height, width))
-                covered |= finest
+                if self.skip_covered:
+                    explained.add(finest)
                 parts.append(part)
         found = _Candidates.concat(parts)
 
@@ -280,15 +285,15 @@ class AutomaticMaskGenerator:
     ) -> tuple[_Candidates, np.ndarray]:
         """Decode one batch of grid points (Bx2, crop pixels) against the crop's embedding and keep the
         masks that pass every filter; boxes and points come back in full-image pixels (height, width).
-        Also returns the 256x256 bool union of each point's smallest candidate on the low-res raster: a
-        later grid point inside it is already explained (SAM's finest level at a point never swallows
-        the objects lying on a larger surface, unlike a kept whole-table mask)."""
+        Also returns each point's smallest candidate on the low-res raster (Bx256x256 bool), which
+        explains later grid points (see :class:`_Explained`)."""
         start = time.perf_counter()
         requests = [(embedding, Prompt(points=p[None], labels=np.ones(1, dtype=np.int64))) for p in points]
         predictions = self.predictor.predict_batch(
             requests, multimask=True, return_masks=False, chunk_size=self.decode_chunk
         )
         self.last_timings.decode_s += time.perf_counter() - start
+        self.last_timings.points += len(points)
 
         start = time.perf_counter()
         scores = np.concatenate([p.scores for p in predictions])  # (B*K)
@@ -298,7 +303,7 @@ class AutomaticMaskGenerator:
         areas = positive.reshape(len(predictions), per_point, -1).sum(axis=2)
         finest = positive.reshape(len(predictions), per_point, *positive.shape[1:])[
             np.arange(len(predictions)), np.argmin(areas, axis=1)
-        ].any(axis=0)
+        ]
         valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
         low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
         keep = np.flatnonzero(
@@ -367,6 +372,43 @@ class AutomaticMaskGenerator:
             point_coords=(float(found.points[index, 0]), float(found.points[index, 1])),
             crop_box=(cx0, cy0, cx1 - cx0, cy1 - cy0),
         )
+
+
+class _Explained:
+    """Grid points already explained by an earlier point's finest candidate (coarse-to-fine decoding).
+
+    A point is explained when it lies in such a mask *and* its SAM feature matches the mask's mean feature
+    (cosine >= ``SKIP_SIMILARITY``): the finest level at a point can still take in an object lying on a
+    surface (a car on the road), and that object's points must be decoded."""
+
+    def __init__(self, embedding: ImageEmbedding) -> None:
+        features = embedding.features[0].float().numpy()  # 256 x 64 x 64
+        self.features = features.reshape(features.shape[0], -1)
+        self.features = self.features / np.maximum(np.linalg.norm(self.features, axis=0), 1e-9)
+        self.masks = np.zeros((0, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), dtype=bool)
+        self.means = np.zeros((0, self.features.shape[0]), dtype=np.float32)
+
+    def add(self, masks: np.ndarray) -> None:
+        """Bx256x256 bool low-res masks."""
+        side = self.features.shape[1] ** 0.5
+        factor = LOW_RES_MASK_SIZE // int(side)
+        weights = masks.reshape(len(masks), int(side), factor, int(side), factor).mean(axis=(2, 4))
+        weights = weights.reshape(len(masks), -1)
+        means = weights @ self.features.T / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-9)
+        self.masks = np.concatenate([self.masks, masks])
+        self.means = np.concatenate([self.means, means.astype(np.float32)])
+
+    def covers(self, cells: np.ndarray) -> np.ndarray:
+        """Nx2 (col, row) low-res cells -> N bool: explained already."""
+        if not len(self.masks) or not len(cells):
+            return np.zeros(len(cells), dtype=bool)
+        inside = self.masks[:, cells[:, 1], cells[:, 0]]  # M x N
+        side = int(self.features.shape[1] ** 0.5)
+        factor = LOW_RES_MASK_SIZE // side
+        own = self.features[:, (cells[:, 1] // factor) * side + cells[:, 0] // factor]  # 256 x N
+        similarity = self.means @ own  # M x N
+        return (inside & (similarity >= SKIP_SIMILARITY)).any(axis=0)
 
 
 def _grid_rounds(per_side: int) -> list[np.ndarray]:

@@ -217,6 +217,27 @@ def whole_masks(
     return kept
 
 
+def automatic_setup(
+    scene: Scene, predictor: SamPredictor | None, config: AutoConfig | None
+) -> tuple[AutoConfig, SamPredictor, AutomaticMaskGenerator]:
+    """The validated config, the predictor (MobileSAM caching in the scene's cache when None) and the
+    keyframe mask generator shared by :class:`AutoSegmenter` and the video mode."""
+    config = config or AutoConfig()
+    config.validate()
+    if predictor is None:
+        from mvsam.sam import load_predictor
+
+        predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
+    generator = AutomaticMaskGenerator(
+        predictor,
+        points_per_side=config.points_per_side,
+        pred_iou_thresh=config.pred_iou_thresh,
+        stability_score_thresh=config.stability_score_thresh,
+        skip_covered=True,
+    )
+    return config, predictor, generator
+
+
 class AutoSegmenter:
     """Every object in every view of a scene with geometry; see the module docstring for the method."""
 
@@ -227,15 +248,6 @@ class AutoSegmenter:
         config: AutoConfig | None = None,
         progress: bool = True,
     ) -> None:
-        self.scene = scene
-        self.config = config or AutoConfig()
-        self.config.validate()
-        self.progress = progress
-        if predictor is None:
-            from mvsam.sam import load_predictor
-
-            predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
-        self.predictor = predictor
         posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
         if len(posed) < 2:
             raise InputError(
@@ -243,13 +255,9 @@ class AutoSegmenter:
                 f"({len(posed)} have both); run scene.geometry() first, or use a video without geometry "
                 "through mvsam.segment.auto_video"
             )
-        self.generator = AutomaticMaskGenerator(
-            predictor,
-            points_per_side=self.config.points_per_side,
-            pred_iou_thresh=self.config.pred_iou_thresh,
-            stability_score_thresh=self.config.stability_score_thresh,
-            skip_covered=True,
-        )
+        self.scene = scene
+        self.progress = progress
+        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config)
         self.seconds = AutoSeconds()
         self.notes: list[str] = []
 
@@ -374,10 +382,11 @@ class AutoSegmenter:
         """Duplicates, groups and parts, judged on the masks SAM decoded for each object in every view
         (the median over the views where both objects are decoded, so one odd view does not decide):
 
-        - two objects whose masks match (IoU >= ``duplicate_iou``) are one: the better supported stays;
+        - two objects each at least ``duplicate_iou`` inside the other are one: the better supported
+          (more keyframes, then score) stays;
         - an object whose mask is covered by two or more objects inside it is a group of them (SAM's
-          "whole" level at a point often spans neighbours) and is dropped unless it is found in more
-          keyframes than each of them;
+          "whole" level at a point often spans neighbours) and is dropped when one of them is found in
+          more keyframes (a whole found as consistently as its pieces is the level kept: MastSAM);
         - at "whole" granularity, an object inside a larger one that is found in at least as many
           keyframes is a part of it (a box's top face) and is dropped.
         """
@@ -436,7 +445,7 @@ class AutoSegmenter:
             children = [
                 a for a in range(n) if alive[a] and smaller[a, b] and contained[a, b] >= cfg.part_containment
             ]
-            if not alive[b] or len(children) < 2 or support[b] > max(support[children]):
+            if not alive[b] or len(children) < 2 or support[b] >= max(support[children]):
                 continue
             covered = []
             for present, flat in per_view:
