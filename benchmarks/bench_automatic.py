@@ -53,6 +53,7 @@ class Row:
     variant: str
     points_per_side: int
     masks: int
+    points_decoded: int
     encode_s: float
     decode_s: float
     postprocess_s: float
@@ -67,14 +68,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=SHARED / "data")
     parser.add_argument("--checkpoint", type=Path, default=SHARED / "weights" / "mobile_sam.pt")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS], help="which variants")
+    parser.add_argument("--images", nargs="+", default=list(IMAGES), help="which images (names above)")
     args = parser.parse_args()
 
     predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint, cache_dir=None)
     rows = []
-    for name, (image_path, truth_path) in IMAGES.items():
+    variants = [v for v in VARIANTS if v[0] in args.variants]
+    for name in args.images:
+        image_path, truth_path = IMAGES[name]
         image = read_rgb(args.data / image_path)
         truth = read_mask_png(args.data / truth_path)
-        for points, (variant, slack, skip) in ((p, v) for p in args.points for v in VARIANTS):
+        for points, (variant, slack, skip) in ((p, v) for p in args.points for v in variants):
             automatic.LOW_RES_STABILITY_SLACK = slack
             generator = AutomaticMaskGenerator(predictor, points_per_side=points, skip_covered=skip)
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -88,6 +93,7 @@ def main() -> int:
                 variant,
                 points,
                 len(masks),
+                timings.points,
                 round(timings.encode_s, 2),
                 round(timings.decode_s, 2),
                 round(timings.postprocess_s, 2),

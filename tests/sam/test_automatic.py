@@ -162,6 +162,38 @@ def test_crop_boxes_hand_computed():
     assert len(crop_boxes(100, 200, 2, 0.25)) == 1 + 4 + 16
 
 
+def test_grid_rounds_visit_every_point_once_coarse_first():
+    from mvsam.sam.automatic import _grid_rounds
+
+    for per_side in (1, 3, 8, 16):
+        rounds = _grid_rounds(per_side)
+        visited = np.concatenate(rounds)
+        assert np.array_equal(np.sort(visited), np.arange(per_side * per_side)), per_side
+    first = _grid_rounds(8)[0]  # every 4th point, starting 2 in: rows and columns 2 and 6
+    assert first.tolist() == [2 * 8 + 2, 2 * 8 + 6, 6 * 8 + 2, 6 * 8 + 6]
+
+
+def test_explained_skips_a_point_only_where_its_feature_matches_the_mask():
+    """A surface mask that also takes in a small object (a car on the road) must not explain the object's
+    grid points: their SAM feature differs from the mask's mean feature."""
+    from mvsam.sam.automatic import SKIP_SIMILARITY, _Explained
+
+    features = torch.zeros(1, 256, 64, 64)
+    features[0, 0] = 1.0  # the surface
+    features[0, 1, 20:28, 20:28] = 3.0  # an object on it: a different direction, cosine ~0.32
+    embedding = ImageEmbedding(features, original_size=(1024, 1024), input_size=(1024, 1024))
+    cells = np.array([[10, 10], [96, 96], [200, 200]])  # (col, row) on the 256 raster: surface, object, far
+    explained = _Explained(embedding)
+    assert not explained.covers(cells).any()  # nothing decoded yet
+    surface = np.zeros((1, 256, 256), dtype=bool)
+    surface[0, :160, :160] = True  # covers the first two cells, not the third
+    explained.add(surface)
+    assert explained.covers(cells).tolist() == [True, False, False]
+    own = np.array([1.0, 3.0]) / np.linalg.norm([1.0, 3.0])
+    assert own[0] < SKIP_SIMILARITY  # why the object's point is decoded
+    assert explained.covers(cells[:0]).shape == (0,)
+
+
 # --- the generator on a real frame ------------------------------------------------------------------------
 
 

@@ -37,8 +37,8 @@ def _truth(view: int, object_id: int) -> np.ndarray:
 
 
 def test_every_object_found_with_one_id_across_views(result, scene):
-    # Measured at this setting: sphere 0.876, box 0.758, cylinder 0.814, cone 0.941 mean IoU; every object
-    # keeps one id in at least 7 of 8 views (the target, 0.95 and all 8, is not reached yet).
+    # Measured at this setting: sphere 0.983, box 0.984, cylinder 0.988, cone 0.969 mean IoU, one id in all
+    # 8 views each (the target: 0.95). The demo is where the part and group rules were developed.
     for obj in OBJECTS:
         ids = []
         for view in range(len(scene)):
@@ -48,9 +48,9 @@ def test_every_object_found_with_one_id_across_views(result, scene):
             values, counts = np.unique(id_map[_truth(view, obj["id"])], return_counts=True)
             ids.append(int(values[np.argmax(counts)]))
         object_id = max(set(ids), key=ids.count)
-        assert object_id > 0 and ids.count(object_id) >= 6, f"{obj['name']} has ids {ids}"
+        assert object_id > 0 and ids.count(object_id) == len(scene), f"{obj['name']} has ids {ids}"
         ious = [mask_iou(result.id_map(v) == object_id, _truth(v, obj["id"])) for v in range(len(scene))]
-        assert np.mean(ious) >= 0.7, f"{obj['name']}: IoU per view {np.round(ious, 3)}"
+        assert np.mean(ious) >= 0.95, f"{obj['name']}: IoU per view {np.round(ious, 3)}"
     assert consistency(result) > 0.8
     assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))
 
@@ -123,3 +123,26 @@ def test_view_without_geometry_is_left_unlabelled_with_a_note(scene, mobile_sam_
     )
     with pytest.raises(ValueError, match="needs cameras and depth"):
         AutoSegmenter(without, mobile_sam_predictor, CHEAP)
+
+
+def test_video_mode_keeps_the_car_on_one_id(data_dir, mobile_sam_predictor, tmp_path):
+    from mvsam.io.images import read_mask_png
+    from mvsam.segment.auto_video import VideoAutoSegmenter
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    source = data_dir / "davis2016_train8"
+    for k in range(3):
+        (frames / f"{k:05d}.jpg").symlink_to(source / "JPEGImages" / "480p" / "car-turn" / f"{k:05d}.jpg")
+    video = Scene.load(frames, format="images", cache_dir=tmp_path / "cache")
+    config = AutoConfig(points_per_side=8, video_keyframe_stride=3)
+    result = VideoAutoSegmenter(video, mobile_sam_predictor, config, progress=False).run()
+    truths = [read_mask_png(source / "Annotations" / "480p" / "car-turn" / f"{k:05d}.png") for k in range(3)]
+    values, counts = np.unique(result.id_map(0)[truths[0]], return_counts=True)
+    car = int(values[np.argmax(counts)])
+    ious = [mask_iou(result.id_map(k) == car, truths[k]) for k in range(3)]
+    assert car > 0 and min(ious) > 0.85, np.round(ious, 3)
+    assert "no 3D points" in result.notes[0]
+    with pytest.raises(ValueError, match="no object with id"):
+        result.object_points(car)
+    assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))

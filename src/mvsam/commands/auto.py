@@ -46,28 +46,30 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     start = time.perf_counter()
-    scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
-    from mvsam.sam import load_predictor
-
-    predictor = load_predictor(
-        args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
-    )
     config = AutoConfig(
         keyframes=args.keyframes,
         points_per_side=args.points_per_side,
         granularity=args.granularity,
         fill_rounds=args.fill_rounds,
     )
+    config.validate()  # before any slow step
+    scene = Scene.load(args.scene, format=args.format, cache_dir=args.cache_dir)
     video = args.mode == "video" or (args.mode == "auto" and scene.source_format == "video")
     tick = time.perf_counter()
+    if not video:
+        compute_geometry(scene, geometry_settings(args), progress=True)
+    geometry_seconds = time.perf_counter() - tick
+    from mvsam.sam import load_predictor
+
+    predictor = load_predictor(
+        args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
+    )
     if video:
         from mvsam.segment.auto_video import VideoAutoSegmenter
 
         result = VideoAutoSegmenter(scene, predictor, config).run()
-        geometry_seconds, score = 0.0, None
+        score = None
     else:
-        compute_geometry(scene, geometry_settings(args), progress=True)
-        geometry_seconds = time.perf_counter() - tick
         result = AutoSegmenter(scene, predictor, config).run()
         score = consistency(result)
     out = Path(args.out)

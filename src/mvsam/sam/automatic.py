@@ -26,6 +26,7 @@ from mvsam.sam.masks import (
     stability_scores,
     upscale_low_res_logits,
 )
+from mvsam.sam.model import LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, validate_image
 
 OutputMode = Literal["binary_mask", "coco_rle"]
@@ -39,6 +40,9 @@ UPSCALE_CHUNK = 16
 # threshold; only survivors are upscaled and checked exactly. Measured with benchmarks/bench_automatic.py:
 # no candidate that passes at full resolution scores more than this below it at low resolution.
 LOW_RES_STABILITY_SLACK = 0.05
+# A grid point inside an earlier point's finest mask is skipped only when its SAM feature matches the mask's
+# mean feature this well (cosine); see _Explained.
+SKIP_SIMILARITY = 0.8
 # Grid rounds when skip_covered is on: every 4th, then every 2nd, then every point of the grid.
 COVER_STRIDES = (4, 2, 1)
 
@@ -63,6 +67,7 @@ class AmgTimings:
     encode_s: float = 0.0  # image encoder (or embedding cache reads)
     decode_s: float = 0.0  # mask decoder passes
     postprocess_s: float = 0.0  # upscaling, filtering, NMS, RLE, small-region clean-up
+    points: int = 0  # grid points decoded (fewer than the grid with skip_covered)
 
 
 @dataclass
@@ -250,20 +255,20 @@ class AutomaticMaskGenerator:
         rounds = [np.arange(len(points))]
         if self.skip_covered:
             rounds = _grid_rounds(per_side)
-        covered = np.zeros(embedding.original_size, dtype=bool)
+        scale = np.array(embedding.input_size[::-1]) / np.array(embedding.original_size[::-1]) / 4
+        cells = np.clip(np.floor((points + 0.5) * scale).astype(int), 0, LOW_RES_MASK_SIZE - 1)  # (col, row)
+        explained = _Explained(embedding)
         parts = []
         for chosen in rounds:
             if self.skip_covered:
-                rows = np.clip(np.rint(points[chosen, 1]).astype(int), 0, covered.shape[0] - 1)
-                cols = np.clip(np.rint(points[chosen, 0]).astype(int), 0, covered.shape[1] - 1)
-                chosen = chosen[~covered[rows, cols]]
+                chosen = chosen[~explained.covers(cells[chosen])]
             batches = range(0, len(chosen), self.points_per_batch)
             desc = f"automatic masks, crop {x0},{y0},{x1},{y1}"
             for s in tqdm(batches, desc=desc, leave=False, disable=None):
                 batch = points[chosen[s : s + self.points_per_batch]]
-                part = self._process_batch(embedding, batch, crop, (height, width))
+                part, finest = self._process_batch(embedding, batch, crop, (height, width))
                 if self.skip_covered:
-                    covered |= _finest_cover(part, covered.shape)
+                    explained.add(finest)
                 parts.append(part)
         found = _Candidates.concat(parts)
 
@@ -277,20 +282,28 @@ class AutomaticMaskGenerator:
 
     def _process_batch(
         self, embedding: ImageEmbedding, points: np.ndarray, crop: np.ndarray, image_size: tuple[int, int]
-    ) -> _Candidates:
+    ) -> tuple[_Candidates, np.ndarray]:
         """Decode one batch of grid points (Bx2, crop pixels) against the crop's embedding and keep the
-        masks that pass every filter; boxes and points come back in full-image pixels (height, width)."""
+        masks that pass every filter; boxes and points come back in full-image pixels (height, width).
+        Also returns each point's smallest candidate on the low-res raster (Bx256x256 bool), which
+        explains later grid points (see :class:`_Explained`)."""
         start = time.perf_counter()
         requests = [(embedding, Prompt(points=p[None], labels=np.ones(1, dtype=np.int64))) for p in points]
         predictions = self.predictor.predict_batch(
             requests, multimask=True, return_masks=False, chunk_size=self.decode_chunk
         )
         self.last_timings.decode_s += time.perf_counter() - start
+        self.last_timings.points += len(points)
 
         start = time.perf_counter()
         scores = np.concatenate([p.scores for p in predictions])  # (B*K)
         per_point = len(predictions[0].scores)
         logits = np.concatenate([p.low_res_logits for p in predictions])  # (B*K)x256x256
+        positive = logits > 0
+        areas = positive.reshape(len(predictions), per_point, -1).sum(axis=2)
+        finest = positive.reshape(len(predictions), per_point, *positive.shape[1:])[
+            np.arange(len(predictions)), np.argmin(areas, axis=1)
+        ]
         valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
         low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
         keep = np.flatnonzero(
@@ -325,7 +338,7 @@ class AutomaticMaskGenerator:
                 )
             )
         self.last_timings.postprocess_s += time.perf_counter() - start
-        return _Candidates.concat(parts)
+        return _Candidates.concat(parts), finest
 
     # --- whole image ----------------------------------------------------------------------------
 
@@ -361,20 +374,41 @@ class AutomaticMaskGenerator:
         )
 
 
-def _finest_cover(found: _Candidates, shape: tuple[int, int]) -> np.ndarray:
-    """HxW bool union of each prompt point's smallest kept mask: a point there is already explained.
+class _Explained:
+    """Grid points already explained by an earlier point's finest candidate (coarse-to-fine decoding).
 
-    Only the finest mask of each point counts, so a table mask that takes in the objects on it does not
-    hide them from later points."""
-    cover = np.zeros(shape, dtype=bool)
-    if not len(found):
-        return cover
-    areas = np.array([rle_area(rle) for rle in found.rles])
-    _, point_index = np.unique(found.points, axis=0, return_inverse=True)
-    for point in np.unique(point_index):
-        members = np.flatnonzero(point_index.reshape(-1) == point)
-        cover |= decode_rle(found.rles[members[np.argmin(areas[members])]])
-    return cover
+    A point is explained when it lies in such a mask *and* its SAM feature matches the mask's mean feature
+    (cosine >= ``SKIP_SIMILARITY``): the finest level at a point can still take in an object lying on a
+    surface (a car on the road), and that object's points must be decoded."""
+
+    def __init__(self, embedding: ImageEmbedding) -> None:
+        features = embedding.features[0].float().numpy()  # 256 x 64 x 64
+        self.features = features.reshape(features.shape[0], -1)
+        self.features = self.features / np.maximum(np.linalg.norm(self.features, axis=0), 1e-9)
+        self.masks = np.zeros((0, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), dtype=bool)
+        self.means = np.zeros((0, self.features.shape[0]), dtype=np.float32)
+
+    def add(self, masks: np.ndarray) -> None:
+        """Bx256x256 bool low-res masks."""
+        side = self.features.shape[1] ** 0.5
+        factor = LOW_RES_MASK_SIZE // int(side)
+        weights = masks.reshape(len(masks), int(side), factor, int(side), factor).mean(axis=(2, 4))
+        weights = weights.reshape(len(masks), -1)
+        means = weights @ self.features.T / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-9)
+        self.masks = np.concatenate([self.masks, masks])
+        self.means = np.concatenate([self.means, means.astype(np.float32)])
+
+    def covers(self, cells: np.ndarray) -> np.ndarray:
+        """Nx2 (col, row) low-res cells -> N bool: explained already."""
+        if not len(self.masks) or not len(cells):
+            return np.zeros(len(cells), dtype=bool)
+        inside = self.masks[:, cells[:, 1], cells[:, 0]]  # M x N
+        side = int(self.features.shape[1] ** 0.5)
+        factor = LOW_RES_MASK_SIZE // side
+        own = self.features[:, (cells[:, 1] // factor) * side + cells[:, 0] // factor]  # 256 x N
+        similarity = self.means @ own  # M x N
+        return (inside & (similarity >= SKIP_SIMILARITY)).any(axis=0)
 
 
 def _grid_rounds(per_side: int) -> list[np.ndarray]:

@@ -43,12 +43,13 @@ from mvsam.sam.masks import upscale_low_res_logits
 from mvsam.sam.predictor import ImageEmbedding, SamPredictor
 from mvsam.scene import Camera, Scene
 from mvsam.segment.candidates import CandidateWeights, choose_candidate
-from mvsam.segment.masks import keep_large_components, resize_mask, sample_at_centres
+from mvsam.segment.masks import keep_large_components, pairwise_overlap, resize_mask, sample_at_centres
 from mvsam.segment.prompting import PromptSettings, footprint_prompt, working_size
 
 log = logging.getLogger(__name__)
 
 Granularity = Literal["whole", "parts"]
+RIM = np.ones((3, 3), np.uint8)  # working pixels within one of another id are an object's rim
 
 
 @dataclass
@@ -68,6 +69,8 @@ class AutoConfig:
     part_share: float = (
         0.2  # ... if it is also at least this share of the other's size (else: an object on it)
     )
+    part_size_ratio: float = 0.9  # decoded masks: a part is at most this share of its whole's area
+    duplicate_iou: float = 0.8  # decoded masks: two objects each this much inside the other are one
     min_agreement: float = 0.3  # decoded masks agreeing less with the footprint are dropped
     footprint_bonus: float = 4.0  # overlaps: priority added where an object's 3D footprint holds a pixel
     smaller_on_top: float = 1.0  # overlaps: priority of the smallest object over the largest (logit: <= 1)
@@ -214,6 +217,27 @@ def whole_masks(
     return kept
 
 
+def automatic_setup(
+    scene: Scene, predictor: SamPredictor | None, config: AutoConfig | None
+) -> tuple[AutoConfig, SamPredictor, AutomaticMaskGenerator]:
+    """The validated config, the predictor (MobileSAM caching in the scene's cache when None) and the
+    keyframe mask generator shared by :class:`AutoSegmenter` and the video mode."""
+    config = config or AutoConfig()
+    config.validate()
+    if predictor is None:
+        from mvsam.sam import load_predictor
+
+        predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
+    generator = AutomaticMaskGenerator(
+        predictor,
+        points_per_side=config.points_per_side,
+        pred_iou_thresh=config.pred_iou_thresh,
+        stability_score_thresh=config.stability_score_thresh,
+        skip_covered=True,
+    )
+    return config, predictor, generator
+
+
 class AutoSegmenter:
     """Every object in every view of a scene with geometry; see the module docstring for the method."""
 
@@ -224,15 +248,6 @@ class AutoSegmenter:
         config: AutoConfig | None = None,
         progress: bool = True,
     ) -> None:
-        self.scene = scene
-        self.config = config or AutoConfig()
-        self.config.validate()
-        self.progress = progress
-        if predictor is None:
-            from mvsam.sam import load_predictor
-
-            predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
-        self.predictor = predictor
         posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
         if len(posed) < 2:
             raise InputError(
@@ -240,13 +255,9 @@ class AutoSegmenter:
                 f"({len(posed)} have both); run scene.geometry() first, or use a video without geometry "
                 "through mvsam.segment.auto_video"
             )
-        self.generator = AutomaticMaskGenerator(
-            predictor,
-            points_per_side=self.config.points_per_side,
-            pred_iou_thresh=self.config.pred_iou_thresh,
-            stability_score_thresh=self.config.stability_score_thresh,
-            skip_covered=True,
-        )
+        self.scene = scene
+        self.progress = progress
+        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config)
         self.seconds = AutoSeconds()
         self.notes: list[str] = []
 
@@ -365,36 +376,98 @@ class AutoSegmenter:
             objects.append(_Object([masks[k] for k in cluster], votes, score))
         return objects
 
-    def _drop_parts(self, objects: list[_Object]) -> list[_Object]:
-        """At "whole" granularity, drop objects whose voxels lie inside a larger object that is as
-        confident and found in about as many keyframes (a union of two objects seen once is no whole);
-        duplicates (each inside the other) keep the more supported one."""
-        if self.config.granularity == "parts" or len(objects) < 2:
-            return objects
-        voxels = [o.votes.keys[o.votes.probability() > 0.5] for o in objects]
-        sizes = np.array([len(v) for v in voxels])
-        order = sorted(range(len(objects)), key=lambda k: (-sizes[k], -objects[k].score))
-        dropped = set()
-        for small in order[::-1]:
-            for large in order:
-                if large == small or large in dropped or sizes[large] < sizes[small] or sizes[small] == 0:
-                    continue
-                if sizes[small] < self.config.part_share * sizes[large]:
-                    continue  # an object lying on a larger one, not a part of it
-                inside = np.isin(voxels[small], voxels[large], assume_unique=True).mean()
-                duplicate = inside >= self.config.part_containment and sizes[small] >= 0.8 * sizes[large]
-                support = (len(objects[large].members), objects[large].score)
-                if len(objects[large].members) < len(objects[small].members) - 1:
-                    continue  # a whole is found about as often as its part (else: a chance union)
-                if inside >= self.config.part_containment and (
-                    objects[large].score >= objects[small].score - 0.02
-                    or (duplicate and support >= (len(objects[small].members), objects[small].score))
-                ):
-                    dropped.add(small)
-                    break
-        return [o for k, o in enumerate(objects) if k not in dropped]
-
     # --- decoding and resolution ----------------------------------------------------------------
+
+    def _reconcile(self, views: list[_View], objects: list[_Object]) -> list[_Object]:
+        """Duplicates, groups and parts, judged on the masks SAM decoded for each object in every view
+        (the median over the views where both objects are decoded, so one odd view does not decide):
+
+        - two objects each at least ``duplicate_iou`` inside the other are one: the better supported
+          (more keyframes, then score) stays;
+        - an object whose mask is covered by two or more objects inside it is a group of them (SAM's
+          "whole" level at a point often spans neighbours) and is dropped when one of them is found in
+          more keyframes (a whole found as consistently as its pieces is the level kept: MastSAM);
+        - at "whole" granularity, an object inside a larger one that is found in at least as many
+          keyframes is a part of it (a box's top face) and is dropped.
+        """
+        cfg = self.config
+        n = len(objects)
+        if n < 2:
+            return objects
+        support = np.array([len({m.view for m in o.members}) for o in objects])
+        score = np.array([o.score for o in objects])
+        inside: list[list[list[float]]] = [[[] for _ in range(n)] for _ in range(n)]  # share of a in b
+        ratio: list[list[list[float]]] = [[[] for _ in range(n)] for _ in range(n)]  # area a / area b
+        per_view = []
+        for state in views:
+            present = [k for k, o in enumerate(objects) if state.index in o.decoded]
+            if len(present) < 2:
+                continue
+            width, height = state.size
+            flat = np.stack(
+                [objects[k].decoded[state.index][0][:height, :width].reshape(-1) > 0 for k in present]
+            )
+            areas = np.maximum(flat.sum(axis=1), 1)
+            shared = pairwise_overlap(flat, flat)
+            per_view.append((present, flat))
+            for i, a in enumerate(present):
+                for j, b in enumerate(present):
+                    if i != j and shared[i, j]:
+                        inside[a][b].append(shared[i, j] / areas[i])
+                        ratio[a][b].append(areas[i] / areas[j])
+
+        def median(values: list[float], present: int) -> float:
+            return float(np.median(values + [0.0] * (present - len(values)))) if present else 0.0
+
+        both = np.zeros((n, n), dtype=np.int64)
+        for present, _ in per_view:
+            both[np.ix_(present, present)] += 1
+        contained = np.zeros((n, n))
+        smaller = np.zeros((n, n), dtype=bool)
+        for a in range(n):
+            for b in range(n):
+                if a != b and inside[a][b]:
+                    contained[a, b] = median(inside[a][b], both[a, b])
+                    smaller[a, b] = np.median(ratio[a][b]) <= cfg.part_size_ratio
+        alive = np.ones(n, dtype=bool)
+        rank = sorted(range(n), key=lambda k: (-support[k], -score[k]))
+        for a in rank:  # duplicates: each inside the other
+            for b in rank:
+                if (
+                    alive[a]
+                    and alive[b]
+                    and a != b
+                    and min(contained[a, b], contained[b, a]) >= cfg.duplicate_iou
+                ):
+                    alive[b] = False
+                    objects[a].members += objects[b].members
+        for b in range(n):  # groups: covered by several objects inside them
+            children = [
+                a for a in range(n) if alive[a] and smaller[a, b] and contained[a, b] >= cfg.part_containment
+            ]
+            if not alive[b] or len(children) < 2 or support[b] >= max(support[children]):
+                continue
+            covered = []
+            for present, flat in per_view:
+                if b in present and any(a in present for a in children):
+                    rows = [present.index(a) for a in children if a in present]
+                    own = flat[present.index(b)]
+                    covered.append(np.count_nonzero(own & flat[rows].any(axis=0)) / max(own.sum(), 1))
+            if covered and np.median(covered) >= cfg.part_containment:
+                alive[b] = False
+        if cfg.granularity == "whole":  # parts: inside a larger object that is found as often
+            for a in range(n):
+                holders = [
+                    b
+                    for b in range(n)
+                    if alive[b]
+                    and smaller[a, b]
+                    and contained[a, b] >= cfg.part_containment
+                    and support[b] >= support[a]
+                ]
+                if alive[a] and holders:
+                    alive[a] = False
+        return [o for k, o in enumerate(objects) if alive[k]]
 
     def _decode(self, views: list[_View], objects: list[_Object]) -> None:
         """Decode every object in every posed view from its footprint, in batched SAM passes."""
@@ -485,22 +558,45 @@ class AutoSegmenter:
 
     # --- outputs ---------------------------------------------------------------------------------
 
-    def _points(self, state: _View, owner_work: np.ndarray, collect: dict[int, list]) -> None:
-        """Add each labelled working pixel's world point and colour to ``collect[owner]``."""
-        labels = owner_work.reshape(-1)[state.pixels]
-        colours = state.small_rgb.reshape(-1, 3)[state.pixels]
-        for label in np.unique(labels[labels > 0]):
-            chosen = labels == label
-            collect.setdefault(int(label), []).append((state.points[chosen], colours[chosen]))
-
-    def _voxelise(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        xyz = np.concatenate([p for p, _ in parts])
-        rgb = np.concatenate([c for _, c in parts]).astype(np.float64)
-        _, inverse = unique_keys(self.grid.keys(xyz))
-        count = np.bincount(inverse)
-        mean_xyz = np.stack([np.bincount(inverse, xyz[:, k]) / count for k in range(3)], axis=1)
-        mean_rgb = np.stack([np.bincount(inverse, rgb[:, k]) / count for k in range(3)], axis=1)
-        return mean_xyz, np.clip(np.rint(mean_rgb), 0, 255).astype(np.uint8)
+    def _instance_points(
+        self, views: list[_View], maps: list[np.ndarray]
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """id -> (Nx3 world points, Nx3 uint8 colours), one point per voxel. A voxel belongs to the id most
+        of the views that see it give it (0 = none included), and pixels on the rim between two ids give
+        none (their depth may belong to either side), so the floor does not enter an object's cloud."""
+        keys, labels, xyz, rgb = [], [], [], []
+        for state, id_map in zip(views, maps, strict=True):
+            if state.located is None:
+                continue
+            keys.append(self.grid.keys(state.points))
+            small = sample_at_centres(id_map, state.size)
+            rim = cv2.dilate(small, RIM) != cv2.erode(small, RIM)  # pixels next to another id
+            labels.append(np.where(rim, 0, small).reshape(-1)[state.pixels].astype(np.int64))
+            xyz.append(state.points)
+            rgb.append(state.small_rgb.reshape(-1, 3)[state.pixels])
+        if not keys:
+            return {}
+        labels = np.concatenate(labels)
+        _, voxel = unique_keys(np.concatenate(keys))
+        pairs, pair_of, count = np.unique(
+            voxel * (labels.max() + 1) + labels, return_inverse=True, return_counts=True
+        )
+        order = np.lexsort((-count, pairs // (labels.max() + 1)))  # by voxel, most frequent label first
+        first = np.r_[True, np.diff(pairs[order] // (labels.max() + 1)) > 0]
+        winner = np.zeros(len(pairs), dtype=bool)
+        winner[order[first]] = True
+        chosen = winner[pair_of.reshape(-1)] & (labels > 0)
+        xyz, rgb = np.concatenate(xyz)[chosen], np.concatenate(rgb)[chosen].astype(np.float64)
+        voxel, labels = voxel[chosen], labels[chosen]
+        points = {}
+        for label in np.unique(labels):
+            mine = labels == label
+            _, inverse = unique_keys(voxel[mine])
+            n = np.bincount(inverse)
+            mean_xyz = np.stack([np.bincount(inverse, xyz[mine, k]) / n for k in range(3)], axis=1)
+            mean_rgb = np.stack([np.bincount(inverse, rgb[mine, k]) / n for k in range(3)], axis=1)
+            points[int(label)] = (mean_xyz, np.clip(np.rint(mean_rgb), 0, 255).astype(np.uint8))
+        return points
 
     def run(self) -> AutoResult:
         """Segment everything; see the module docstring."""
@@ -525,17 +621,13 @@ class AutoSegmenter:
             )
         tick = time.perf_counter()
         clusters = self._associate(views, masks)
-        objects = self._drop_parts(self._objects(views, masks, clusters))
+        objects = self._objects(views, masks, clusters)
         self.seconds.associate = time.perf_counter() - tick
-        log.info(
-            "auto: %d keyframe masks, %d clusters, %d objects after dropping parts",
-            len(masks),
-            len(clusters),
-            len(objects),
-        )
+        log.info("auto: %d keyframe masks, %d clusters", len(masks), len(clusters))
 
         tick = time.perf_counter()
         self._decode(views, objects)
+        objects = self._reconcile(views, objects)
         self.seconds.decode = time.perf_counter() - tick
         for _ in range(cfg.fill_rounds):
             tick = time.perf_counter()
@@ -545,7 +637,7 @@ class AutoSegmenter:
                 break
             tick = time.perf_counter()
             self._decode(views, new)
-            objects += new
+            objects = self._reconcile(views, objects + new)
             self.seconds.decode += time.perf_counter() - tick
         return self._finish(views, objects, sorted(keyframes), start)
 
@@ -575,11 +667,7 @@ class AutoSegmenter:
         self.seconds.resolve = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        collect: dict[int, list] = {}
-        for state, id_map in zip(views, maps, strict=True):
-            if state.located is not None:
-                self._points(state, sample_at_centres(id_map, state.size), collect)
-        points = {k: self._voxelise(v) for k, v in collect.items()}
+        points = self._instance_points(views, maps)
         self.seconds.points = time.perf_counter() - tick
 
         records = []

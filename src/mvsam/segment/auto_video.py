@@ -18,11 +18,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mvsam.sam.automatic import AutomaticMaskGenerator
 from mvsam.sam.masks import upscale_low_res_logits
 from mvsam.sam.predictor import ImageEmbedding, SamPredictor
 from mvsam.scene import Scene
-from mvsam.segment.auto import AutoConfig, AutoObject, AutoResult, AutoSeconds, whole_masks
+from mvsam.segment.auto import (
+    AutoConfig,
+    AutoObject,
+    AutoResult,
+    AutoSeconds,
+    automatic_setup,
+    whole_masks,
+)
 from mvsam.segment.candidates import choose_candidate
 from mvsam.segment.masks import keep_large_components, resize_mask
 from mvsam.segment.prompting import footprint_prompt, working_size
@@ -67,21 +73,8 @@ class VideoAutoSegmenter:
         progress: bool = True,
     ) -> None:
         self.scene = scene
-        self.config = config or AutoConfig()
-        self.config.validate()
         self.progress = progress
-        if predictor is None:
-            from mvsam.sam import load_predictor
-
-            predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
-        self.predictor = predictor
-        self.generator = AutomaticMaskGenerator(
-            predictor,
-            points_per_side=self.config.points_per_side,
-            pred_iou_thresh=self.config.pred_iou_thresh,
-            stability_score_thresh=self.config.stability_score_thresh,
-            skip_covered=True,
-        )
+        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     def _carry(self, previous: np.ndarray, current: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
