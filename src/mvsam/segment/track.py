@@ -69,7 +69,7 @@ class TrackerConfig:
     memory_frames: int = 6  # confident frames whose cells the appearance memory keeps (besides the prompt's)
     same_object: float = 0.7  # cosine similarity to a remembered object cell for a cell to be object-like
     redetect_share: float = 0.8  # ... and to be found again by a whole-frame search
-    min_share: float = 0.5  # share of a mask on object-like cells (vs background) to be the object
+    min_share: float = 0.3  # share of a mask on object-like cells (vs background) to be the object
     appearance_weight: float = 0.5  # weight of agreement with the object-like cells in choosing a candidate
     min_area: int = 16  # pixels; a smaller carried mask means the object has left the frame
     redetect_every: int = 1  # while the object is absent, search every k-th frame
