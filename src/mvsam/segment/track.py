@@ -34,6 +34,7 @@ from mvsam.io.video import FrameSource
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
 from mvsam.scene import Scene
+from mvsam.segment.masks import mask_iou
 from mvsam.segment.track_memory import FEATURE_GRID, AppearanceMemory, canvas_of
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,6 @@ def mask_to_low_res(mask: np.ndarray, embedding: ImageEmbedding, scale: float = 
     )
     low = cv2.resize(canvas, (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), interpolation=cv2.INTER_AREA)
     return (low * 2 - 1) * scale
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
 
 
 class FlowCarrier:
