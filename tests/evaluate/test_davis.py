@@ -42,6 +42,7 @@ def test_davis_scores_real_sequence(davis, mobile_sam_checkpoint, tmp_path, caps
     assert 0.85 < sequence.j <= 1 and 0.85 < sequence.f <= 1
     assert report.jf == pytest.approx((report.j + report.f) / 2)
     assert report.fps > 0
+    assert sequence.false_present == 0 and report.false_present == 0  # the car is never lost here
     assert "car-turn" in report.table() and "mean" in report.table()
     out = tmp_path / "davis.json"
     code = main(

@@ -2,7 +2,8 @@
 
 Layout read: ``DIR/JPEGImages/480p/<seq>/NNNNN.jpg`` and ``DIR/Annotations/480p/<seq>/NNNNN.png``.
 J is region IoU, F the boundary F-measure (tolerance ceil(0.008 x diagonal)), J&F their mean; each is
-averaged over a sequence's frames, then over sequences.
+averaged over a sequence's frames, then over sequences. ``false_present`` counts frames where the tracker
+says the object is there but its mask does not touch the ground truth (a hijacked track).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SequenceScore:
     seconds: float  # wall time of tracking the whole sequence
     fps: float
     sam_frames: int  # frames where a SAM mask was kept (the rest carried by flow or absent)
+    false_present: int  # scored frames reported present on a region with no overlap with the object
 
 
 @dataclass
@@ -44,12 +46,20 @@ class DavisReport:
     f: float
     jf: float
     fps: float  # all frames tracked / all tracking seconds
+    false_present: int  # summed over sequences
 
     def table(self) -> str:
-        lines = [f"{'sequence':<18} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'fps':>6}"]
+        head = f"{'sequence':<18} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'fps':>6} {'false+':>6}"
+        lines = [head]
         for s in self.sequences:
-            lines.append(f"{s.name:<18} {s.frames:>6d} {s.j:>6.3f} {s.f:>6.3f} {s.jf:>6.3f} {s.fps:>6.2f}")
-        lines.append(f"{'mean':<18} {'':>6} {self.j:>6.3f} {self.f:>6.3f} {self.jf:>6.3f} {self.fps:>6.2f}")
+            lines.append(
+                f"{s.name:<18} {s.frames:>6d} {s.j:>6.3f} {s.f:>6.3f} {s.jf:>6.3f} {s.fps:>6.2f} "
+                f"{s.false_present:>6d}"
+            )
+        lines.append(
+            f"{'mean':<18} {'':>6} {self.j:>6.3f} {self.f:>6.3f} {self.jf:>6.3f} {self.fps:>6.2f} "
+            f"{self.false_present:>6d}"
+        )
         return "\n".join(lines)
 
 
@@ -72,7 +82,7 @@ def evaluate_sequence(tracker: Tracker, data: Path, name: str) -> SequenceScore:
     if missing:
         raise FileNotFoundError(f"{name}: no annotation for frames {missing[:3]}")
     prompt = TrackPrompt(frame=0, mask=read_mask_png(by_stem[frames.stems[0]]))
-    js, fs, sam_frames = [], [], 0
+    js, fs, sam_frames, false_present = [], [], 0, 0
     start = time.perf_counter()
     for result in tqdm(
         tracker.track(frames, prompt), total=len(frames), desc=name, unit="frame", leave=False
@@ -81,11 +91,13 @@ def evaluate_sequence(tracker: Tracker, data: Path, name: str) -> SequenceScore:
         if result.index == 0:
             continue
         gt = read_mask_png(by_stem[frames.stems[result.index]])
+        false_present += bool(result.present and result.mask.any() and not (result.mask & gt).any())
         js.append(iou(result.mask, gt))
         fs.append(boundary_f(result.mask, gt))
     seconds = time.perf_counter() - start
     j, f = sum(js) / len(js), sum(fs) / len(fs)
-    return SequenceScore(name, len(js), j, f, (j + f) / 2, seconds, len(frames) / seconds, sam_frames)
+    fps = len(frames) / seconds
+    return SequenceScore(name, len(js), j, f, (j + f) / 2, seconds, fps, sam_frames, false_present)
 
 
 def evaluate_davis(tracker: Tracker, data: str | Path, sequences: list[str] | None = None) -> DavisReport:
@@ -108,7 +120,7 @@ def evaluate_davis(tracker: Tracker, data: str | Path, sequences: list[str] | No
     f = sum(s.f for s in scores) / len(scores)
     total_frames = sum(s.frames + 1 for s in scores)
     fps = total_frames / sum(s.seconds for s in scores)
-    return DavisReport(scores, j, f, (j + f) / 2, fps)
+    return DavisReport(scores, j, f, (j + f) / 2, fps, sum(s.false_present for s in scores))
 
 
 def add_eval_parser(subparsers) -> None:

@@ -143,6 +143,20 @@ def read_mask_png(path: str | Path, object_id: int | None = None) -> np.ndarray:
     return array != 0
 
 
+def label_ids(path: str | Path) -> list[int]:
+    """The object ids of a label image (DAVIS/VOC palette PNG, 16-bit ids, a small-valued instance map),
+    sorted; [] for a plain binary mask. InputError when the file cannot be read."""
+    path = Path(path)
+    with open_image(path, "mask") as image:
+        try:
+            image.load()
+            label = image.mode in _LABEL_MODES or image.mode == "L"
+            array = np.asarray(image if label else image.convert("L"))
+        except _UNREADABLE as error:
+            raise InputError(f"cannot read mask {path}: {error}") from None
+        return [int(v) for v in np.unique(array) if v != 0] if _is_label_image(image, array) else []
+
+
 def natural_key(path: Path | str) -> list[int | str]:
     """Sort key that orders ``2.jpg`` before ``10.jpg`` (ScanNet, TUM) and is plain name order otherwise."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]

@@ -19,8 +19,9 @@ few 256-d prototypes, so memory stays flat on long videos.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -33,10 +34,11 @@ from mvsam.io.video import FrameSource
 from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
 from mvsam.scene import Scene
+from mvsam.segment.masks import mask_iou
+from mvsam.segment.track_memory import FEATURE_GRID, AppearanceMemory, canvas_of
 
 log = logging.getLogger(__name__)
 
-FEATURE_GRID = 64  # SAM's embedding is 64x64 cells over the padded 1024x1024 input
 PAD_COLOUR = (124, 116, 104)  # SAM's pixel mean: normalises to zero, like the encoder's own padding
 MAX_UPSCALE = 4.0  # a small object's crop is enlarged at most this much in the mosaic
 
@@ -65,8 +67,11 @@ class TrackerConfig:
     accept_iou: float = 0.5  # a SAM mask must overlap the carried shape at least this much
     memory_iou: float = 0.8  # ... and this much (with a SAM score >= memory_score) to enter the memory
     memory_score: float = 0.85
-    memory_size: int = 8  # appearance prototypes kept (the prompt frame's is always kept)
-    same_object: float = 0.7  # cosine similarity to the memory above which a region is the object
+    memory_frames: int = 6  # confident frames whose cells the appearance memory keeps (besides the prompt's)
+    same_object: float = 0.7  # cosine similarity to a remembered object cell for a cell to be object-like
+    redetect_share: float = 0.8  # ... and to be found again by a whole-frame search
+    min_share: float = 0.3  # share of a mask on object-like cells (vs background) to be the object
+    appearance_weight: float = 0.5  # weight of agreement with the object-like cells in choosing a candidate
     min_area: int = 16  # pixels; a smaller carried mask means the object has left the frame
     redetect_every: int = 1  # while the object is absent, search every k-th frame
     min_tile_scale: float = 0.6  # a crop shrunk more than this in the mosaic gets an encoding of its own
@@ -91,20 +96,15 @@ class FrameResult:
 
 @dataclass
 class _Memory:
-    """Appearance prototypes (unit 256-d vectors) of confident masks and their areas."""
+    """What the tracker remembers of the object: its appearance against its background, and its areas."""
 
-    anchor: np.ndarray  # 256 float32, from the prompt frame
-    recent: list[np.ndarray] = field(default_factory=list)
+    cells: AppearanceMemory
     areas: list[int] = field(default_factory=list)
+    frames: int = 8  # areas kept
 
-    def similarity(self, prototype: np.ndarray) -> float:
-        return max(float(prototype @ p) for p in [self.anchor, *self.recent])
-
-    def add(self, prototype: np.ndarray, area: int, size: int) -> None:
-        self.recent.append(prototype)
+    def add_area(self, area: int) -> None:
         self.areas.append(area)
-        del self.recent[: max(0, len(self.recent) - (size - 1))]
-        del self.areas[: max(0, len(self.areas) - size)]
+        del self.areas[: max(0, len(self.areas) - self.frames)]
 
     @property
     def typical_area(self) -> float:
@@ -133,6 +133,13 @@ class _Tile:
             max(1, round((self.y1 - self.y0) * self.scale)),
             max(1, round((self.x1 - self.x0) * self.scale)),
         )
+
+    def region(self) -> np.ndarray:
+        """1024x1024 bool: the mosaic pixels of this tile."""
+        height, width = self.size
+        canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), bool)
+        canvas[self.cell_y : self.cell_y + height, self.cell_x : self.cell_x + width] = True
+        return canvas
 
     def to_mosaic(self, frame_array: np.ndarray, mosaic: np.ndarray, interpolation: int) -> None:
         """Resize this crop of a HxW[xC] frame array into its cell of ``mosaic`` (in place)."""
@@ -221,40 +228,6 @@ def mask_to_low_res(mask: np.ndarray, embedding: ImageEmbedding, scale: float = 
     return (low * 2 - 1) * scale
 
 
-def prototype(mask: np.ndarray, embedding: ImageEmbedding) -> np.ndarray | None:
-    """Unit 256-d mean SAM feature inside a HxW bool mask of the encoded image; None when too small."""
-    height, width = embedding.input_size
-    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    canvas[:height, :width] = cv2.resize(
-        mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
-    )
-    weights = cv2.resize(canvas, (FEATURE_GRID, FEATURE_GRID), interpolation=cv2.INTER_AREA)
-    weights = np.where(weights > 0.5, weights, 0)
-    if weights.sum() < 1:
-        return None
-    features = embedding.features[0].numpy().reshape(256, -1)
-    vector = features @ weights.reshape(-1)
-    return (vector / (np.linalg.norm(vector) + 1e-8)).astype(np.float32)
-
-
-def similarity_map(embedding: ImageEmbedding, memory: _Memory) -> np.ndarray:
-    """64x64 cosine similarity of every embedding cell to the memory (max over prototypes); pad is -1."""
-    features = embedding.features[0].numpy().reshape(256, -1)
-    features = features / (np.linalg.norm(features, axis=0, keepdims=True) + 1e-8)
-    prototypes = np.stack([memory.anchor, *memory.recent])
-    scores = (prototypes @ features).max(axis=0).reshape(FEATURE_GRID, FEATURE_GRID)
-    rows = int(np.ceil(embedding.input_size[0] / IMAGE_SIZE * FEATURE_GRID))
-    cols = int(np.ceil(embedding.input_size[1] / IMAGE_SIZE * FEATURE_GRID))
-    scores[rows:] = -1
-    scores[:, cols:] = -1
-    return scores
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
-
-
 class FlowCarrier:
     """Dense DIS optical flow between consecutive frames, and mask warping along it."""
 
@@ -291,25 +264,107 @@ class FlowCarrier:
 
 @dataclass
 class _Candidate:
-    """SAM's best answer on one tile."""
+    """SAM's best answer on one tile, and how it and the carried mask look against the memory."""
 
     mask: np.ndarray  # HxW bool, frame size
     score: float  # SAM's predicted IoU
     agreement: float  # IoU with the carried mask
-    prototype: np.ndarray | None  # 256 float32
-    carried_prototype: np.ndarray | None  # 256 float32, of the carried mask on the same embedding
+    share: float  # share of the mask on object-like cells
+    carried_share: float  # the same for the carried mask
+    embedding: ImageEmbedding  # where it was decoded, for the memory
+    canvas: np.ndarray  # 1024x1024 bool, the mask on the embedding's canvas
+    region: np.ndarray  # 1024x1024 bool, the tile's part of the canvas
 
 
 @dataclass
 class _PassState:
-    """What one propagation pass carries from frame to frame."""
+    """What one propagation pass carries from frame to frame, with a constant-velocity model of the box."""
 
-    previous: np.ndarray  # HxWx3 uint8, the last frame handled
-    mask: np.ndarray  # HxW bool, its final mask
+    mask: np.ndarray  # HxW bool, the object's final mask on the last frame handled
     present: bool = True
     score: float = 1.0
     frames_since_sam: int = 0
     frames_since_search: int = 0
+    centre: np.ndarray | None = None  # (x, y) box centre of the last present mask
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # pixels per frame
+    frames_lost: int = 0
+
+    def observe(self, mask: np.ndarray, present: bool) -> None:
+        """Update the motion model with a frame's final mask."""
+        box = mask_box(mask) if present else None
+        if box is None:
+            self.frames_lost += 1
+            return
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        if self.centre is not None:
+            step = (centre - self.centre) / (self.frames_lost + 1)
+            self.velocity = 0.5 * self.velocity + 0.5 * step
+        self.centre, self.frames_lost = centre, 0
+
+    def predicted_centre(self) -> np.ndarray | None:
+        """Where the box centre should be now, by constant velocity since it was last seen."""
+        return None if self.centre is None else self.centre + self.velocity * (self.frames_lost + 1)
+
+
+@dataclass
+class _Object:
+    """One object within a propagation pass."""
+
+    object_id: int
+    memory: _Memory
+    state: _PassState
+
+
+@dataclass
+class ObjectsResult:
+    """The tracker's answer for one frame and every object (masks disjoint), by object id."""
+
+    index: int
+    objects: dict[int, FrameResult]
+
+    def id_map(self) -> np.ndarray:
+        """HxW int32: the id of the object at each pixel, 0 = none."""
+        ids = None
+        for object_id, result in self.objects.items():
+            ids = np.zeros(result.mask.shape, np.int32) if ids is None else ids
+            ids[result.mask] = object_id
+        return ids
+
+
+def disjoint(results: dict[int, FrameResult]) -> None:
+    """Give every pixel claimed by several objects to the most confident of them (in place); an object
+    left with no pixels is reported absent."""
+    if len(results) < 2:
+        return
+    ids = list(results)
+    masks = np.stack([results[i].mask for i in ids])
+    claimed = masks.sum(axis=0) > 1
+    if not claimed.any():
+        return
+    confidence = (
+        np.array([results[i].score for i in ids])[:, None] + 1e-6 * np.arange(len(ids), 0, -1)[:, None]
+    )
+    owner = np.argmax(np.where(masks[:, claimed], confidence, -np.inf), axis=0)
+    for k, object_id in enumerate(ids):
+        result = results[object_id]
+        mask = result.mask.copy()
+        mask[claimed] = owner == k
+        result.mask, result.present = mask, result.present and bool(mask.any())
+
+
+def validate_objects(prompts: Mapping[int, TrackPrompt], frames: FrameSource) -> int:
+    """The one frame all objects are prompted on; InputError for bad ids, frames or prompts."""
+    if not prompts:
+        raise InputError("no objects to track: give at least one prompt")
+    for object_id, prompt in prompts.items():
+        if isinstance(object_id, bool) or not isinstance(object_id, (int, np.integer)) or object_id < 1:
+            raise InputError(f"object ids are integers >= 1, got {object_id!r}")
+        validate_prompt(prompt, frames)
+    starts = {prompt.frame for prompt in prompts.values()}
+    if len(starts) > 1:
+        where = ", ".join(f"object {i} on frame {p.frame}" for i, p in sorted(prompts.items()))
+        raise InputError(f"all objects must be prompted on one frame ({where}); track them in separate runs")
+    return starts.pop()
 
 
 def validate_prompt(prompt: TrackPrompt, frames: FrameSource) -> None:
@@ -326,6 +381,11 @@ def validate_prompt(prompt: TrackPrompt, frames: FrameSource) -> None:
         )
     if prompt.mask is not None and not np.any(prompt.mask):
         raise InputError(f"mask prompt on frame {prompt.frame} is empty")
+    if prompt.mask is None and prompt.box is None and not np.any(np.asarray(prompt.labels) == 1):
+        raise InputError(
+            f"the prompt on frame {prompt.frame} only marks background (no positive click, box or mask); "
+            "add a click on the object (label=1), a box or a mask"
+        )
 
 
 BACKGROUND_AREA = 0.10  # share of the frame above which a frame-spanning click mask is background
@@ -399,8 +459,11 @@ class Tracker:
             tile.to_mosaic(frame, mosaic, cv2.INTER_AREA if tile.scale < 1 else cv2.INTER_LINEAR)
         return self.predictor.encode(mosaic)
 
-    def _segment_tile(self, embedding: ImageEmbedding, tile: _Tile, carried: np.ndarray) -> _Candidate | None:
-        """SAM on one tile prompted by the carried mask; the candidate that agrees best with it."""
+    def _segment_tile(
+        self, embedding: ImageEmbedding, tile: _Tile, carried: np.ndarray, memory: _Memory
+    ) -> _Candidate | None:
+        """SAM on one tile prompted by the carried mask; the candidate that agrees best with the carried
+        shape and with the object-like cells of the appearance memory."""
         carried_mosaic = tile.mask_to_mosaic(carried)
         box = mask_box(carried_mosaic)
         if box is None:
@@ -416,16 +479,22 @@ class Tracker:
         scores = np.concatenate([single[0].scores, multi[0].scores])
         with torch.inference_mode():
             mosaic_logits = upscale_logits(torch.from_numpy(logits)[None], embedding)[0].numpy()
+        region = tile.region()
+        margin = memory.cells.margin(embedding, region)
+        canvases = [(m > 0) & region for m in mosaic_logits]
         masks = [tile.logits_to_frame(m, carried.shape) for m in mosaic_logits]
         agreement = np.array([mask_iou(m, carried) for m in masks])
-        best = int(np.argmax(agreement + 0.05 * scores))
-        in_tile = tile.mask_to_mosaic(masks[best])
+        looks = np.array([memory.cells.cell_iou(margin, c) for c in canvases])
+        best = int(np.argmax(agreement + self.config.appearance_weight * looks + 0.05 * scores))
         return _Candidate(
             masks[best],
             float(scores[best]),
             float(agreement[best]),
-            prototype(in_tile, embedding),
-            prototype(carried_mosaic, embedding),
+            memory.cells.share(margin, canvases[best]),
+            memory.cells.share(margin, carried_mosaic),
+            embedding,
+            canvases[best],
+            region,
         )
 
     # --- the prompt frame -----------------------------------------------------------------------
@@ -448,55 +517,87 @@ class Tracker:
                 f"frame and covers {100 * result.masks[best].mean():.0f}% of it. Click on the object; if it "
                 "really is that large, give a box (--box) or a mask (--mask-prompt) instead"
             )
-        return result.masks[best], float(result.scores[best])
+        return result.masks[best], min(1.0, float(result.scores[best]))
 
-    def _memory_for(self, image: np.ndarray, mask: np.ndarray) -> _Memory:
-        """The appearance memory, seeded from the prompt frame laid out like a tracking mosaic."""
+    def _memory_for(self, image: np.ndarray, mask: np.ndarray, whole: ImageEmbedding) -> _Memory:
+        """The appearance memory, seeded from the prompt frame twice: laid out like a tracking mosaic (what
+        propagation compares with) and whole (what re-detection compares with)."""
+        cells = AppearanceMemory(floor=self.config.same_object, frames=self.config.memory_frames)
         ((embedding, tile),) = self._encode_crops([image], [mask])
-        vector = prototype(tile.mask_to_mosaic(mask), embedding)
-        if vector is None:
+        if not cells.add(embedding, tile.mask_to_mosaic(mask), tile.region(), permanent=True):
             raise InputError("the prompted object is too small to track (under one SAM feature cell)")
-        return _Memory(anchor=vector, areas=[int(mask.sum())])
+        cells.add(whole, canvas_of(mask, whole), canvas_of(np.ones_like(mask), whole), permanent=True)
+        return _Memory(cells, areas=[int(mask.sum())])
 
     # --- lost objects -----------------------------------------------------------------------------
 
-    def _redetect(self, image: np.ndarray, memory: _Memory) -> tuple[np.ndarray, float] | None:
-        """Search the whole frame for the remembered object -> (HxW bool mask, score) or None."""
-        embedding = self.predictor.encode(image)
-        scores = similarity_map(embedding, memory)
-        if scores.max() < self.config.same_object:
+    def _redetect(
+        self, image: np.ndarray, embedding: ImageEmbedding, memory: _Memory, expected: np.ndarray | None
+    ) -> tuple[np.ndarray, float] | None:
+        """Search the whole frame for the remembered object -> (HxW bool mask, score) or None.
+
+        The object-like cells (closer to remembered object cells than to remembered background) form
+        blobs; the strongest blob, discounted by its distance from where the motion model ``expected``
+        the object ((x, y) or None), prompts SAM, and a candidate is kept only when it lies mostly on
+        object-like cells and has a plausible area.
+        """
+        region = canvas_of(np.ones(image.shape[:2], bool), embedding)
+        margin = memory.cells.margin(embedding, region)
+        objectlike = np.nan_to_num(margin, nan=-1.0) > 0
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            objectlike.astype(np.uint8), connectivity=8
+        )
+        if count <= 1:
             return None
-        row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        scale_x = embedding.original_size[1] / embedding.input_size[1]
-        scale_y = embedding.original_size[0] / embedding.input_size[0]
-        cell = IMAGE_SIZE / FEATURE_GRID
-        point = np.array([[(col + 0.5) * cell * scale_x, (row + 0.5) * cell * scale_y]])
-        point = np.minimum(point, [[image.shape[1] - 1, image.shape[0] - 1]])
+        scale = np.array(embedding.original_size[::-1]) / np.array(embedding.input_size[::-1])
+        cell = IMAGE_SIZE / FEATURE_GRID * scale  # (x, y) pixels of the frame per cell
+        diagonal = float(np.hypot(*image.shape[:2]))
+        best_blob, best_strength = 0, 0.0
+        for blob in range(1, count):
+            inside = labels == blob
+            strength = float(margin[inside].sum())
+            if expected is not None:
+                rows, cols = np.nonzero(inside)
+                centre = np.array([cols.mean() + 0.5, rows.mean() + 0.5]) * cell
+                strength *= float(np.exp(-np.linalg.norm(centre - expected) / (0.5 * diagonal)))
+            if strength > best_strength:
+                best_blob, best_strength = blob, strength
+        inside = labels == best_blob
+        peak = np.unravel_index(int(np.argmax(np.where(inside, margin, -np.inf))), margin.shape)
+        point = (np.array([[peak[1], peak[0]]]) + 0.5) * cell
+        x, y, w, h = stats[best_blob, :4]
+        box = np.array([x - 0.5, y - 0.5, x + w + 0.5, y + h + 0.5]) * np.tile(cell, 2)
+        limit = [image.shape[1] - 1, image.shape[0] - 1]
+        point, box = np.minimum(point, [limit]), np.clip(box, 0, limit * 2)
         with one_thread():
             (result,) = self.predictor.predict_batch(
-                [(embedding, Prompt(points=point, labels=np.ones(1, np.int64)))], multimask=True
+                [(embedding, Prompt(points=point, labels=np.ones(1, np.int64), box=box))], multimask=True
             )
         best = None
         for mask, score in zip(result.masks, result.scores, strict=True):
-            vector = prototype(mask, embedding)
             area = int(mask.sum())
-            if vector is None or not 0.2 * memory.typical_area <= area <= 5 * memory.typical_area:
+            if not 0.2 * memory.typical_area <= area <= 5 * memory.typical_area:
                 continue
-            similarity = memory.similarity(vector)
-            log.debug(
-                "re-detection candidate: area %d, SAM score %.3f, similarity %.3f", area, score, similarity
-            )
-            if similarity >= self.config.same_object and (best is None or similarity > best[2]):
-                best = (mask, float(score), similarity)
+            share = memory.cells.share(margin, canvas_of(mask, embedding))
+            log.debug("re-detection candidate: area %d, SAM score %.3f, object-like %.3f", area, score, share)
+            if share >= self.config.redetect_share and (best is None or share > best[2]):
+                best = (mask, min(1.0, float(score)), share)
         return None if best is None else (best[0], best[1])
 
-    def _search(self, index: int, frame: np.ndarray, state: _PassState, memory: _Memory) -> FrameResult:
+    def _search(
+        self,
+        index: int,
+        frame: np.ndarray,
+        state: _PassState,
+        memory: _Memory,
+        whole: Callable[[], ImageEmbedding],
+    ) -> FrameResult:
         """A frame while the object is lost: look for it (every ``redetect_every`` frames)."""
         state.frames_since_search += 1
         found = None
         if state.frames_since_search >= self.config.redetect_every:
             state.frames_since_search = 0
-            found = self._redetect(frame, memory)
+            found = self._redetect(frame, whole(), memory, state.predicted_centre())
         if found is None:
             return FrameResult(index, np.zeros(frame.shape[:2], bool), 0.0, False, "absent")
         state.present, state.frames_since_sam, state.score = True, 0, found[1]
@@ -512,89 +613,121 @@ class Tracker:
         state: _PassState,
         memory: _Memory,
     ) -> FrameResult:
-        """Keep SAM's mask, fall back to the carried one, or declare the object gone."""
+        """Keep SAM's mask when flow, appearance and SAM agree; else fall back to the carried mask while it
+        still looks like the object; else declare the object gone."""
         config = self.config
         if candidate is None:
             return FrameResult(index, carried, state.score, True, "flow")
-        similarity = -1.0 if candidate.prototype is None else memory.similarity(candidate.prototype)
-        carried_similarity = -1.0
-        if candidate.carried_prototype is not None:
-            carried_similarity = memory.similarity(candidate.carried_prototype)
         log.debug(
-            "frame %d: SAM score %.3f, agreement %.3f, similarity %.3f, carried similarity %.3f",
+            "frame %d: SAM score %.3f, agreement %.3f, object-like %.3f, carried object-like %.3f",
             index,
             candidate.score,
             candidate.agreement,
-            similarity,
-            carried_similarity,
+            candidate.share,
+            candidate.carried_share,
         )
-        if candidate.agreement >= config.accept_iou and similarity >= config.same_object:
-            state.score = candidate.score * candidate.agreement
+        if candidate.agreement >= config.accept_iou and candidate.share >= config.min_share:
+            state.score = min(1.0, candidate.score) * candidate.agreement
             if candidate.agreement >= config.memory_iou and candidate.score >= config.memory_score:
-                memory.add(candidate.prototype, int(candidate.mask.sum()), config.memory_size)
+                if memory.cells.add(candidate.embedding, candidate.canvas, candidate.region):
+                    memory.add_area(int(candidate.mask.sum()))
             return FrameResult(index, candidate.mask, state.score, True, "sam")
-        if carried_similarity < config.same_object:
+        if candidate.carried_share < config.min_share:
             state.present = False
             return FrameResult(index, np.zeros_like(carried), 0.0, False, "absent")
         state.score *= 0.9
         return FrameResult(index, carried, state.score, True, "flow")
 
+    def _step(
+        self,
+        index: int,
+        frame: np.ndarray,
+        lookup: np.ndarray,
+        tile: tuple[ImageEmbedding, _Tile] | None,
+        obj: _Object,
+        whole: Callable[[], ImageEmbedding],
+    ) -> FrameResult:
+        """One object on one frame: search while lost, else carry by flow, segment, judge."""
+        state, memory, config = obj.state, obj.memory, self.config
+        if not state.present:
+            return self._search(index, frame, state, memory, whole)
+        carried = self.flow.warp(state.mask, lookup)
+        state.frames_since_sam += 1
+        if carried.sum() < config.min_area:
+            state.present = False
+            return FrameResult(index, np.zeros_like(carried), 0.0, False, "absent")
+        candidate = None
+        if tile is not None:
+            state.frames_since_sam = 0
+            candidate = self._segment_tile(*tile, carried, memory)
+        result = self._judge(index, carried, candidate, state, memory)
+        if not state.present:  # lost just now: it may already be elsewhere in this frame
+            state.frames_since_search = 0
+            return self._search(index, frame, state, memory, whole)
+        return result
+
+    def _finish(self, index: int, frame: np.ndarray, results: dict[int, FrameResult], objects: list[_Object]):
+        """Make the objects' masks disjoint and advance every object's state to this frame."""
+        disjoint(results)
+        for obj in objects:
+            result = results[obj.object_id]
+            obj.state.mask = result.mask
+            obj.state.observe(result.mask, result.present)
+        return ObjectsResult(index, results)
+
     def _batch(
-        self, batch: list[tuple[int, np.ndarray]], state: _PassState, memory: _Memory
-    ) -> Iterator[FrameResult]:
-        """Frames sharing one encoder pass: predict their crops by chaining flow, encode, then step."""
+        self, batch: list[tuple[int, np.ndarray]], previous: np.ndarray, objects: list[_Object]
+    ) -> Iterator[ObjectsResult]:
+        """Frames sharing one encoder pass: predict every object's mask by chaining flow, crop each frame
+        around all objects it is due for, encode the crops together, then step each object."""
         config = self.config
-        lookups, predicted, previous, mask = [], [], state.previous, state.mask
+        lookups = []
         for _, frame in batch:
             lookups.append(self.flow.field(previous, frame))
-            mask = self.flow.warp(mask, lookups[-1])
-            predicted.append(mask)
             previous = frame
-        wanted = []
-        for position in range(len(batch)):
-            due = (state.frames_since_sam + position + 1) % config.sam_every == 0
-            if due and predicted[position].sum() >= config.min_area:
-                wanted.append(position)
-        wanted = wanted[: config.tiles]
-        encoded = self._encode_crops([batch[p][1] for p in wanted], [predicted[p] for p in wanted])
+        union = [np.zeros(previous.shape[:2], bool) for _ in batch]
+        for obj in objects:
+            if not obj.state.present:
+                continue
+            mask = obj.state.mask
+            for position, lookup in enumerate(lookups):
+                mask = self.flow.warp(mask, lookup)
+                due = (obj.state.frames_since_sam + position + 1) % config.sam_every == 0
+                if due and mask.sum() >= config.min_area:
+                    union[position] |= mask
+        wanted = [position for position in range(len(batch)) if union[position].any()][: config.tiles]
+        encoded = self._encode_crops([batch[p][1] for p in wanted], [union[p] for p in wanted])
         tiles = dict(zip(wanted, encoded, strict=True))
         for position, (index, frame) in enumerate(batch):
-            if not state.present:
-                result = self._search(index, frame, state, memory)
-            else:
-                carried = self.flow.warp(state.mask, lookups[position])
-                state.frames_since_sam += 1
-                if carried.sum() < config.min_area:
-                    state.present = False
-                    result = FrameResult(index, np.zeros_like(carried), 0.0, False, "absent")
-                else:
-                    candidate = None
-                    if position in tiles:
-                        state.frames_since_sam = 0
-                        candidate = self._segment_tile(*tiles[position], carried)
-                    result = self._judge(index, carried, candidate, state, memory)
-            state.previous, state.mask = frame, result.mask
-            yield result
+            whole = functools.cache(lambda frame=frame: self.predictor.encode(frame))
+            results = {
+                obj.object_id: self._step(index, frame, lookups[position], tiles.get(position), obj, whole)
+                for obj in objects
+            }
+            yield self._finish(index, frame, results, objects)
 
     def _pass(
-        self, frames: FrameSource, indices: range, mask: np.ndarray, image: np.ndarray, memory: _Memory
-    ) -> Iterator[FrameResult]:
+        self, frames: FrameSource, indices: range, image: np.ndarray, objects: list[_Object]
+    ) -> Iterator[ObjectsResult]:
         """Propagate from the prompt frame (not yielded) through ``indices``."""
-        state = _PassState(previous=image, mask=mask)
         batch: list[tuple[int, np.ndarray]] = []
         frames_per_batch = self.config.tiles * self.config.sam_every
+        previous = image
         for index, frame in frames.iterate(indices):
-            if not state.present and not batch:
-                result = self._search(index, frame, state, memory)
-                state.previous, state.mask = frame, result.mask
-                yield result
+            if not batch and not any(obj.state.present for obj in objects):
+                whole = functools.cache(lambda frame=frame: self.predictor.encode(frame))
+                results = {
+                    obj.object_id: self._search(index, frame, obj.state, obj.memory, whole) for obj in objects
+                }
+                yield self._finish(index, frame, results, objects)
+                previous = frame
                 continue
             batch.append((index, frame))
             if len(batch) == frames_per_batch:
-                yield from self._batch(batch, state, memory)
-                batch = []
+                yield from self._batch(batch, previous, objects)
+                previous, batch = batch[-1][1], []
         if batch:
-            yield from self._batch(batch, state, memory)
+            yield from self._batch(batch, previous, objects)
 
     def track(
         self, frames: FrameSource, prompt: TrackPrompt, scene: Scene | None = None
@@ -610,10 +743,35 @@ class Tracker:
 
             yield from GeometricTracker(self).track(frames, prompt, scene)
             return
-        validate_prompt(prompt, frames)
-        ((_, image),) = list(frames.iterate(range(prompt.frame, prompt.frame + 1)))
-        mask, score = self._initial_mask(image, prompt)
-        memory = self._memory_for(image, mask)
-        yield FrameResult(prompt.frame, mask, score, True, "prompt")
-        yield from self._pass(frames, range(prompt.frame + 1, len(frames)), mask, image, memory)
-        yield from self._pass(frames, range(prompt.frame - 1, -1, -1), mask, image, memory)
+        for result in self.track_objects(frames, {1: prompt}):
+            yield result.objects[1]
+
+    def track_objects(
+        self, frames: FrameSource, prompts: Mapping[int, TrackPrompt]
+    ) -> Iterator[ObjectsResult]:
+        """Several objects at once, ``prompts`` by object id (ints >= 1), all on one frame: results for every
+        frame in the order of :meth:`track`, each object's mask disjoint from the others'. Each frame's
+        crops (around all objects) share one encoder pass; flow is computed once per frame."""
+        frame = validate_objects(prompts, frames)
+        ((_, image),) = list(frames.iterate(range(frame, frame + 1)))
+        first = {}
+        for object_id in sorted(prompts):
+            mask, score = self._initial_mask(image, prompts[object_id])
+            first[object_id] = FrameResult(frame, mask, score, True, "prompt")
+        disjoint(first)
+        for object_id, result in first.items():
+            if not result.mask.any():
+                raise InputError(
+                    f"object {object_id}'s prompt on frame {frame} selects a region other objects cover "
+                    "entirely; give each object its own prompt"
+                )
+        whole = self.predictor.encode(image)
+        memories = {i: self._memory_for(image, r.mask, whole) for i, r in first.items()}
+        yield ObjectsResult(frame, first)
+        for indices in (range(frame + 1, len(frames)), range(frame - 1, -1, -1)):
+            objects = []
+            for object_id, result in first.items():
+                state = _PassState(mask=result.mask)
+                state.observe(result.mask, True)
+                objects.append(_Object(object_id, memories[object_id], state))
+            yield from self._pass(frames, indices, image, objects)
