@@ -115,6 +115,19 @@ def _is_label_image(image: Image.Image, array: np.ndarray) -> bool:
     return 2 <= len(values) <= 16 and values.max() < 255
 
 
+def _read_mask_values(path: Path) -> tuple[np.ndarray, bool]:
+    """HxW pixel values of a mask image (ids kept for label images, else grey levels) and whether they
+    are object ids. InputError when the file cannot be read."""
+    with open_image(path, "mask") as image:
+        try:
+            image.load()
+            label = image.mode in _LABEL_MODES or image.mode == "L"
+            array = np.asarray(image if label else image.convert("L"))
+        except _UNREADABLE as error:
+            raise InputError(f"cannot read mask {path}: {error}") from None
+        return array, _is_label_image(image, array)
+
+
 def read_mask_png(path: str | Path, object_id: int | None = None) -> np.ndarray:
     """Read a mask image as HxW bool: any non-zero pixel is foreground.
 
@@ -123,38 +136,25 @@ def read_mask_png(path: str | Path, object_id: int | None = None) -> np.ndarray:
     the file and the ids found.
     """
     path = Path(path)
-    with open_image(path, "mask") as image:
-        try:
-            image.load()
-            label = image.mode in _LABEL_MODES or image.mode == "L"
-            array = np.asarray(image if label else image.convert("L"))
-        except _UNREADABLE as error:
-            raise InputError(f"cannot read mask {path}: {error}") from None
-        ids = [int(v) for v in np.unique(array) if v != 0]
-        if object_id is not None:
-            if object_id not in ids:
-                raise InputError(f"mask {path} has no object {object_id}; its non-zero ids are {ids[:20]}")
-            return array == object_id
-        if len(ids) > 1 and _is_label_image(image, array):
-            raise InputError(
-                f"mask {path} holds several object ids {ids[:20]}; choose one with object=ID "
-                f"(e.g. '...,path={path.name},object={ids[0]}')"
-            )
+    array, is_label = _read_mask_values(path)
+    ids = [int(v) for v in np.unique(array) if v != 0]
+    if object_id is not None:
+        if object_id not in ids:
+            raise InputError(f"mask {path} has no object {object_id}; its non-zero ids are {ids[:20]}")
+        return array == object_id
+    if len(ids) > 1 and is_label:
+        raise InputError(
+            f"mask {path} holds several object ids {ids[:20]}; choose one with object=ID "
+            f"(e.g. '...,path={path.name},object={ids[0]}')"
+        )
     return array != 0
 
 
 def label_ids(path: str | Path) -> list[int]:
     """The object ids of a label image (DAVIS/VOC palette PNG, 16-bit ids, a small-valued instance map),
     sorted; [] for a plain binary mask. InputError when the file cannot be read."""
-    path = Path(path)
-    with open_image(path, "mask") as image:
-        try:
-            image.load()
-            label = image.mode in _LABEL_MODES or image.mode == "L"
-            array = np.asarray(image if label else image.convert("L"))
-        except _UNREADABLE as error:
-            raise InputError(f"cannot read mask {path}: {error}") from None
-        return [int(v) for v in np.unique(array) if v != 0] if _is_label_image(image, array) else []
+    array, is_label = _read_mask_values(Path(path))
+    return [int(v) for v in np.unique(array) if v != 0] if is_label else []
 
 
 def natural_key(path: Path | str) -> list[int | str]:
