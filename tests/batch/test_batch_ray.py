@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -99,6 +100,18 @@ def files(folder: Path) -> dict[str, Path]:
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def same_report(ours, theirs) -> bool:
+    """Equal, with floats within 1e-6 relative: the batch worker decodes on 1 thread and the CLI here on
+    2, and torch's reductions may then differ in the last bit of a score."""
+    if isinstance(ours, float) and isinstance(theirs, float):
+        return math.isclose(ours, theirs, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return ours.keys() == theirs.keys() and all(same_report(ours[k], theirs[k]) for k in ours)
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(map(same_report, ours, theirs))
+    return ours == theirs
+
+
 def without_seconds(path: Path) -> dict:
     report = json.loads(path.read_text())
     report.pop("seconds")
@@ -172,10 +185,11 @@ def test_batch_matches_the_cli_reports_failure_and_survives_a_killed_worker(batc
     for job in runs:
         ours, theirs = files(out / job), files(cli / job)
         assert set(ours) == set(theirs) | EXTRA
-    # demo scene (RGB-D): every file identical, the report apart from its timings
+    # demo scene (RGB-D): every file identical, the report apart from its timings and last-bit float noise
     for name, path in files(cli / "demo-segment").items():
         if name == "report.json":
-            assert without_seconds(path) == without_seconds(out / "demo-segment" / name)
+            ours, theirs = without_seconds(out / "demo-segment" / name), without_seconds(path)
+            assert same_report(ours, theirs), (ours, theirs)
         else:
             assert path.read_bytes() == (out / "demo-segment" / name).read_bytes(), name
     for name, path in files(cli / "demo-copy").items():
