@@ -95,7 +95,8 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
         np.savez(stream, **arrays)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (owned by anyone): stale lock and temporary-file owners."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ def remove_orphan_temporaries(folder: str | Path) -> int:
             if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
                 continue
             parts = name[: -len(TMP_SUFFIX)].rsplit(".", 2)
-            if len(parts) != 3 or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            if len(parts) != 3 or not parts[1].isdigit() or process_alive(int(parts[1])):
                 continue
             Path(root, name).unlink(missing_ok=True)
             removed += 1

@@ -42,6 +42,14 @@ def _case0_parity(predictor, shared) -> tuple[float, list[float], np.ndarray]:
     return float(error), ious, np.abs(scores - arrays["case0_prompt0_iou"])
 
 
+def _assert_float32_parity(predictor, shared) -> None:
+    """A float32 backend matches the reference like eager float32 (measured embedding error 2.4e-4)."""
+    error, ious, score_errors = _case0_parity(predictor, shared)
+    assert error < 2e-2
+    assert min(ious) >= 0.99
+    assert score_errors.max() < 1e-2
+
+
 @pytest.mark.slow
 def test_onnx_backend_matches_reference_and_replaces_a_damaged_export(
     mobile_sam_checkpoint, shared_dir, monkeypatch
@@ -56,10 +64,7 @@ def test_onnx_backend_matches_reference_and_replaces_a_damaged_export(
 
     assert predictor.encoder_name == f"onnx-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
     assert damaged.stat().st_size > 10_000_000  # re-exported: ~40 MB of float32 weights
-    error, ious, score_errors = _case0_parity(predictor, shared_dir)
-    assert error < 2e-2  # measured 2.4e-4, like eager float32
-    assert min(ious) >= 0.99
-    assert score_errors.max() < 1e-2
+    _assert_float32_parity(predictor, shared_dir)
     with pytest.raises(ValueError, match="1x3x1024x1024"):
         predictor.encoder(torch.zeros(1, 3, 512, 512))
 
@@ -69,10 +74,7 @@ def test_fused_torch_backend_matches_reference(mobile_sam_checkpoint, shared_dir
     predictor = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None, encoder="torch-fused")
 
     assert predictor.encoder_name == "torch-fused-fp32"
-    error, ious, score_errors = _case0_parity(predictor, shared_dir)
-    assert error < 2e-2  # measured 2.4e-4
-    assert min(ious) >= 0.99
-    assert score_errors.max() < 1e-2
+    _assert_float32_parity(predictor, shared_dir)
 
 
 def test_folding_batchnorm_keeps_outputs_and_the_original(mobile_sam_checkpoint):
@@ -99,10 +101,7 @@ def test_openvino_is_the_default_and_bf16_is_opt_in_with_its_own_key(
     bf16 = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)  # reuses the export
 
     assert fp32.encoder_name == f"openvino-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
-    error, ious, score_errors = _case0_parity(fp32, shared_dir)
-    assert error < 2e-2  # measured 2.4e-4, like ONNX Runtime
-    assert min(ious) >= 0.99
-    assert score_errors.max() < 1e-2
+    _assert_float32_parity(fp32, shared_dir)
     with pytest.raises(ValueError, match="1x3x1024x1024"):
         fp32.encoder(torch.zeros(1, 3, 512, 512))
 

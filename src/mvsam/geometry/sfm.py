@@ -28,6 +28,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
+from mvsam.cache import process_alive
 from mvsam.geometry.features import match_lighterglue, match_mutual_nn, scene_features
 from mvsam.io.conventions import K_pixel_centre_to_corner, K_pixel_corner_to_centre
 from mvsam.scene import Camera, Scene, SparsePoints
@@ -147,16 +148,6 @@ class _Workspace:
     output: Path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_workspaces(folder: Path) -> list[Path]:
     """Delete COLMAP workspaces under ``folder`` whose owning process is gone (a killed run); returns them."""
     removed = []
@@ -168,7 +159,7 @@ def clean_stale_workspaces(folder: Path) -> list[Path]:
             pid = int(owner.read_text())
         except (OSError, ValueError):
             pid = None
-        if pid is None or not _alive(pid):
+        if pid is None or not process_alive(pid):
             shutil.rmtree(child, ignore_errors=True)
             removed.append(child)
     return removed

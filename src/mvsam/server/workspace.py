@@ -176,13 +176,7 @@ class Workspace:
             return self._prepare_video()
         self._stage("geometry")
         compute_geometry(scene, self.geometry_settings, progress=False)
-        self._stage("model")
-        if self.predictor is None:
-            from mvsam.sam import load_predictor
-
-            self.predictor = load_predictor(
-                self.model, self.checkpoint, cache_dir=scene.cache_dir / "embeddings"
-            )
+        self._load_predictor()
         self._stage("embeddings")
         if self.predictor.cache is not None:  # embed (or find cached) once here to report progress
             for index, view in enumerate(scene.views):
@@ -192,10 +186,7 @@ class Workspace:
         template = Segmenter(scene, self.predictor, self.config, progress=False)
         template.prepare()
         self.template = template
-        self._stage("restoring")
-        self._restore()
-        self._stage("ready", 1.0)
-        self.progress.ready = True
+        self._finish()
 
     def _prepare_video(self) -> None:
         """Frames are tracked, not reconstructed: no geometry, the tracker encodes what it needs."""
@@ -206,14 +197,21 @@ class Workspace:
                 f"{scene.root}: the frames of a video must share one size, found {sorted(sizes)}"
             )
         self.frames = FolderFrames([v.image_path for v in scene.views], sizes.pop())
+        self._load_predictor()
+        self.tracker = Tracker(self.predictor)
+        self._finish()
+
+    def _load_predictor(self) -> None:
         self._stage("model")
         if self.predictor is None:
             from mvsam.sam import load_predictor
 
             self.predictor = load_predictor(
-                self.model, self.checkpoint, cache_dir=scene.cache_dir / "embeddings"
+                self.model, self.checkpoint, cache_dir=self.scene.cache_dir / "embeddings"
             )
-        self.tracker = Tracker(self.predictor)
+
+    def _finish(self) -> None:
+        """Objects saved by an earlier session come back, then the page may be used."""
         self._stage("restoring")
         self._restore()
         self._stage("ready", 1.0)
