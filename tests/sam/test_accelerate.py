@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mvsam.io.images import read_rgb
-from mvsam.sam import accelerate, load_predictor
+from mvsam.sam import Prompt, accelerate, load_predictor
 from mvsam.sam.accelerate import build_encoder, fold_batchnorm, onnx_path
 from mvsam.sam.model import build_sam, load_sam
 from mvsam.sam.tiny_vit import ConvBN
@@ -156,3 +156,102 @@ def test_backend_choice_is_validated_and_vit_defaults_to_torch():
         build_encoder(model, "mobile_sam", "any", "tensorrt")
     assert build_encoder(model, "mobile_sam", "any", "torch").encode is model.image_encoder
     assert build_encoder(model, "vit_b", "any", "auto").name == "torch-fp32"
+
+
+def _parity_requests(predictor, shared) -> list[tuple[object, Prompt, bool]]:
+    """Every prompt of the parity set (with its embedding), plus each one again with its own first
+    low-res logits as a mask prompt (the segmenter's later rounds)."""
+    requests = []
+    for case in json.loads((shared / "reference" / "mobile_sam_parity.json").read_text()):
+        embedding = predictor.encode(read_rgb(shared / case["image"]))
+        for prompt in case["prompts"]:
+            points = None if prompt["points"] is None else np.array(prompt["points"], dtype=np.float64)
+            labels = None if prompt["labels"] is None else np.array(prompt["labels"])
+            box = None if prompt["box"] is None else np.array(prompt["box"], dtype=np.float64)
+            requests.append((embedding, Prompt(points=points, labels=labels, box=box), prompt["multimask"]))
+    return requests
+
+
+@pytest.mark.slow
+def test_exported_decoders_match_the_torch_decoder(mobile_sam_checkpoint, shared_dir, monkeypatch):
+    monkeypatch.setattr(accelerate, "_SESSIONS", {})
+    predictor = load_predictor(
+        "mobile_sam", mobile_sam_checkpoint, cache_dir=None, encoder="torch", decoder="torch"
+    )
+    requests = _parity_requests(predictor, shared_dir)
+
+    def decode(request: tuple) -> object:
+        embedding, prompt, multimask = request
+        return predictor.predict_batch([(embedding, prompt)], multimask=multimask, return_masks=False)[0]
+
+    expected = [decode(r) for r in requests]
+    with_masks = [
+        (e, Prompt(p.points, p.labels, p.box, mask_logits=r.low_res_logits[0]), m)
+        for (e, p, m), r in zip(requests, expected, strict=True)
+    ]
+    expected += [decode(r) for r in with_masks]
+    for backend in ("onnx", "openvino"):
+        decoder = accelerate.build_decoder(predictor.model, "mobile_sam", predictor.weights_id, backend)
+        assert decoder.name == f"{backend}-fp32-v{accelerate.ONNX_EXPORT_VERSION}"
+        predictor.decoder = decoder
+        actual = [decode(r) for r in requests + with_masks]
+        # one batched call with mixed structures gives the same as single calls
+        batched = predictor.predict_batch(
+            [(e, p) for e, p, _ in with_masks], multimask=True, return_masks=False
+        )
+        for mine, theirs in zip(actual, expected, strict=True):
+            pairs = zip(mine.low_res_logits > 0, theirs.low_res_logits > 0, strict=True)
+            assert min(_iou(a, b) for a, b in pairs) >= 0.99
+            np.testing.assert_allclose(mine.scores, theirs.scores, atol=1e-4)
+            np.testing.assert_allclose(mine.low_res_logits, theirs.low_res_logits, atol=2e-3)
+        for (_, _, multimask), mine, single in zip(with_masks, batched, actual[len(requests) :], strict=True):
+            if multimask:
+                np.testing.assert_allclose(mine.low_res_logits, single.low_res_logits, atol=1e-4)
+    _assert_float32_parity(predictor, shared_dir)  # against the official model too
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def test_decoder_backend_choice_and_fallbacks(monkeypatch, caplog):
+    model = build_sam("mobile_sam")
+    with pytest.raises(ValueError, match="unknown decoder backend 'tensorrt'"):
+        accelerate.build_decoder(model, "mobile_sam", "any", "tensorrt")
+    monkeypatch.setenv(accelerate.DECODER_ENV, "cuda")
+    with pytest.raises(ValueError, match="MVSAM_DECODER='cuda' is not a decoder backend"):
+        accelerate.build_decoder(model, "mobile_sam", "any", "auto")
+    monkeypatch.setenv(accelerate.DECODER_ENV, "torch")
+    assert accelerate.build_decoder(model, "mobile_sam", "any", "auto").name == "torch-fp32"
+    monkeypatch.delenv(accelerate.DECODER_ENV)
+    monkeypatch.setattr(accelerate, "openvino_available", lambda: False)
+    monkeypatch.setattr(accelerate, "onnxruntime_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
+        backend = accelerate.build_decoder(model, "mobile_sam", "no-runtime", "openvino")
+    assert backend.name == "torch-fp32" and backend.chunk_size == 4
+    assert "openvino is not installed" in caplog.text
+    # the torch backend is the model's own decoder: same outputs as calling it directly
+    sparse, masks = torch.randn(2, 3, 256), torch.randn(2, 1, 256, 256)
+    features = torch.randn(2, 256, 64, 64)
+    pe = model.prompt_encoder.dense_positional_encoding()
+    with torch.inference_mode():
+        for given in (None, masks):
+            logits, scores = backend.decode(features, sparse, given)
+            dense = model.prompt_encoder(None, None, given)[1] if given is not None else None
+            if dense is None:
+                dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(2, -1, 64, 64)
+            single_logits, single_scores = model.mask_decoder(features, pe, sparse, dense, False)
+            assert logits.shape == (2, 4, 256, 256) and scores.shape == (2, 4)
+            assert torch.equal(logits[:, :1], single_logits) and torch.equal(scores[:, :1], single_scores)
+
+
+def test_decoder_falls_back_to_torch_when_export_fails(monkeypatch, caplog):
+    def failing_export(graph, path):
+        raise RuntimeError("decoder exporter broke")
+
+    monkeypatch.setattr(accelerate, "export_decoder_onnx", failing_export)
+    with caplog.at_level(logging.WARNING, logger="mvsam.sam.accelerate"):
+        backend = accelerate.build_decoder(build_sam("mobile_sam"), "mobile_sam", "export-fails", "auto")
+    assert backend.name == "torch-fp32"
+    assert "decoder exporter broke" in caplog.text

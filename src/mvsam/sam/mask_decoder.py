@@ -45,6 +45,18 @@ class MaskDecoder(nn.Module):
         image_embeddings Bx256x64x64, image_pe 1x256x64x64, sparse BxTx256, dense Bx256x64x64.
         Returns (BxKx256x256 mask logits, BxK predicted IoU) with K = 3 when multimask else 1.
         """
+        masks, iou_pred = self.decode_all(image_embeddings, image_pe, sparse_embeddings, dense_embeddings)
+        return select_outputs(masks, iou_pred, multimask_output)
+
+    def decode_all(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_embeddings: torch.Tensor,
+        dense_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every mask token's output (the single-mask one first): (Bx4x256x256 logits, Bx4 IoU); the
+        graph the exported decoders run (:mod:`mvsam.sam.accelerate`)."""
         batch = sparse_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_embeddings], dim=1)
@@ -60,9 +72,16 @@ class MaskDecoder(nn.Module):
         )
         _, up_channels, up_height, up_width = upscaled.shape
         masks = (hyper_in @ upscaled.flatten(2)).view(batch, -1, up_height, up_width)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        selected = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, selected], iou_pred[:, selected]
+        return masks, self.iou_prediction_head(iou_token_out)
+
+
+def select_outputs(
+    masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's choice among the 4 outputs of :meth:`MaskDecoder.decode_all`: the 3 multimask ones or the
+    single one."""
+    selected = slice(1, None) if multimask_output else slice(0, 1)
+    return masks[:, selected], iou_pred[:, selected]
 
 
 def upscale_logits(

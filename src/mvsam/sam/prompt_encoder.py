@@ -101,9 +101,11 @@ class PromptEncoder(nn.Module):
                 [self.point_embeddings[2].weight[0], self.point_embeddings[3].weight[0]]
             )
             sparse.append(corners)
+        return torch.cat(sparse, dim=1), self.dense_embeddings(masks, batch)
+
+    def dense_embeddings(self, masks: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Bx256x64x64 dense embeddings of Bx1x256x256 mask logits, or of "no mask" when None."""
         if masks is not None:
-            dense = self.mask_downscaling(masks)
-        else:
-            height, width = self.image_embedding_size
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, height, width)
-        return torch.cat(sparse, dim=1), dense
+            return self.mask_downscaling(masks)
+        height, width = self.image_embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, height, width)
