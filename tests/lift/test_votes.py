@@ -125,6 +125,35 @@ def test_a_located_view_is_reused_across_rounds(cube_votes):
     assert np.isnan(footprint[depth == 0]).all()
 
 
+def test_remembered_rows_follow_the_table_and_copies_keep_their_own_counts(cube_votes):
+    views = [_view(angle, height=1.8) for angle in (10, 100, 190)]
+    votes = VoxelVotes(cube_votes.grid)
+    located = [votes.locate(camera, depth) for camera, depth, _ in views]
+    for view, (_, _, mask) in zip(located[:2], views[:2], strict=True):
+        votes.vote(view, mask)
+    rows = votes.rows(located[0])
+    assert votes.rows(located[0]) is rows  # remembered: no second search
+    table = votes.keys
+    votes.vote(located[2], views[2][2])  # the third view adds voxels: a new key array, rows searched again
+    assert votes.keys is not table and len(votes.keys) > len(table)
+    assert votes.rows(located[0]) is not rows
+    np.testing.assert_array_equal(votes.keys[votes.rows(located[0])], located[0].keys)
+    fresh = VoxelVotes(cube_votes.grid)
+    for camera, depth, mask in views:
+        fresh.add_view(camera, depth, mask)
+    for view, (camera, depth, _) in zip(located, views, strict=True):  # as if no rows were remembered
+        np.testing.assert_array_equal(votes.footprint(view), fresh.footprint(fresh.locate(camera, depth)))
+    clone = votes.copy()
+    assert clone.keys is votes.keys  # shared: rows stay remembered across copies
+    clone.clear()
+    clone.vote(located[0], ~views[0][2], weight=2.0)
+    assert (
+        votes.seen.max() >= 1
+        and np.isnan(clone.footprint(located[1])).sum() > np.isnan(votes.footprint(located[1])).sum()
+    )
+    np.testing.assert_array_equal(votes.footprint(located[0]), fresh.footprint(fresh.locate(*views[0][:2])))
+
+
 def test_fractional_vote_of_a_voxel_split_by_the_mask():
     camera = look_at_camera([0, 0, 3.0], [0, 0, 0], 64, 48, up=(0, 1, 0))
     depth, _ = render_depth(camera, [Plane([0, 0, 0], [0, 0, 1])])

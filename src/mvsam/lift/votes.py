@@ -8,12 +8,15 @@ Views without depth see the voxels already known, z-buffered by :func:`~mvsam.li
 
 Finding a view's voxels is most of the cost, and a view's depth does not change while its masks do, so an
 iterative segmenter calls :meth:`VoxelVotes.locate` once per view and then :meth:`~VoxelVotes.vote` and
-:meth:`~VoxelVotes.footprint` every round.
+:meth:`~VoxelVotes.footprint` every round. A located view remembers its rows in the table (valid while the
+table's key array is the same object: inserting keys replaces it, never edits it) and its pixel count per
+voxel, so a round of votes searches nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -47,10 +50,17 @@ class ViewVoxels:
     hit: np.ndarray
     keys: np.ndarray
     inverse: np.ndarray
+    # (the table's key array, U rows of this view's keys in it, -1 absent): see VoxelVotes.rows
+    _rows: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.hit.shape
+
+    @cached_property
+    def pixel_counts(self) -> np.ndarray:
+        """U int64: how many of the view's pixels see each of its voxels."""
+        return np.bincount(self.inverse, minlength=len(self.keys))
 
 
 @dataclass
@@ -103,8 +113,10 @@ class VoxelVotes:
         if not np.isfinite(weight) or weight < 0:
             raise ValueError(f"weight must be a non-negative number, got {weight}")
         values = _mask_values(mask, view.shape)[view.hit]
-        voxels = self._insert(view.keys)
-        pixels = np.bincount(view.inverse, minlength=len(voxels))
+        voxels = self.rows(view)
+        if np.any(voxels < 0):
+            voxels = self._insert(view.keys)
+        pixels = view.pixel_counts
         share = np.bincount(view.inverse, weights=values, minlength=len(voxels)) / np.maximum(pixels, 1)
         self.seen[voxels] += weight
         self.inside[voxels] += weight * share
@@ -112,7 +124,7 @@ class VoxelVotes:
     def footprint(self, view: ViewVoxels) -> np.ndarray:
         """HxW float32: the probability of the voxel each pixel sees; NaN where the pixel sees no voxel
         or its voxel was never seen by a vote."""
-        rows = lookup_sorted(self.keys, view.keys)
+        rows = self.rows(view)
         per_voxel = np.full(len(rows), np.nan, dtype=np.float32)
         found = rows >= 0
         seen, inside = self.seen[rows[found]], self.inside[rows[found]]
@@ -154,6 +166,20 @@ class VoxelVotes:
     ) -> np.ndarray:
         """HxW float32 footprint of the votes in a view; see :meth:`locate` and :meth:`footprint`."""
         return self.footprint(self.locate(camera, depth, width, height, splat_radius))
+
+    def rows(self, view: ViewVoxels) -> np.ndarray:
+        """U int64 rows of a located view's voxels in the table (-1 where absent), searched once per table."""
+        cached = view._rows
+        if cached is not None and cached[0] is self.keys:
+            return cached[1]
+        rows = lookup_sorted(self.keys, view.keys)
+        view._rows = (self.keys, rows)
+        return rows
+
+    def copy(self) -> VoxelVotes:
+        """An independent copy of the counts that shares the key array (replaced, never edited, on insert),
+        so located views keep their remembered rows."""
+        return VoxelVotes(self.grid, self.keys, self.seen.copy(), self.inside.copy())
 
     def _insert(self, keys: np.ndarray) -> np.ndarray:
         """Table rows of U sorted unique int64 keys, adding absent ones with counts 0."""

@@ -165,6 +165,7 @@ class _ViewState:
     clicks_seen: tuple[int, ...] = ()  # user clicks in the prompt at the last decode
     full_mask: np.ndarray | None = None  # cached full-resolution mask
     anchor: np.ndarray | None = None  # h x w bool: SAM's answer to the user's own prompts in this view
+    regions: tuple[np.ndarray, ...] | None = None  # (footprint sides, object, background) of _regions
 
 
 @dataclass
@@ -453,7 +454,7 @@ class Segmenter:
         clone._embeddings = list(self._embeddings)
         if self._states is not None:
             clone._states = [copy.copy(state) for state in self._states]
-        clone.votes = copy.deepcopy(self.votes)  # vote() adds to its count arrays in place
+        clone.votes = None if self.votes is None else self.votes.copy()  # vote() adds to counts in place
         clone.user = dict(self.user)
         clone._clicks = list(self._clicks)
         clone._transfers = dict(self._transfers)
@@ -828,6 +829,17 @@ class Segmenter:
         foreground = _keep_large_components(foreground, self.config.min_visible)
         return foreground, background & ~foreground
 
+    def _cached_regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_regions`, reused while no pixel of the footprint changes side (object, background or
+        unknown), which is all they depend on: a correction moves every view's votes a little but flips
+        the side of pixels in few views."""
+        sides = np.where(np.isnan(footprint), -1, footprint > 0.5).astype(np.int8)
+        if state.regions is not None and np.array_equal(state.regions[0], sides):
+            return state.regions[1], state.regions[2]
+        foreground, background = self._regions(state, footprint)
+        state.regions = (sides, foreground, background)
+        return foreground, background
+
     def _derive(
         self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray, background: np.ndarray
     ) -> Prompt:
@@ -921,7 +933,7 @@ class Segmenter:
         for state, footprint in zip(self._states, footprints, strict=True):
             if footprint is None or state.index in fixed:
                 continue
-            foreground, background = self._regions(state, footprint)
+            foreground, background = self._cached_regions(state, footprint)
             if np.count_nonzero(foreground) < cfg.min_visible:
                 if state.index not in self.user:  # the object is not seen here
                     width, height = state.size
