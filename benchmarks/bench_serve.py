@@ -31,6 +31,7 @@ from mvsam.evaluate.dtu import evaluate_dtu, load_ground_truth
 from mvsam.evaluate.metrics import iou
 from mvsam.evaluate.protocol import correction_click, protocol_clicks
 from mvsam.sam import load_predictor
+from mvsam.sam.accelerate import build_decoder
 from mvsam.scene import Scene
 from mvsam.server import Workspace, create_app
 
@@ -51,13 +52,19 @@ def main() -> None:
     parser.add_argument("--refs", type=int, nargs="+", default=[0, 16, 32])
     parser.add_argument("--corrections", type=int, default=3, help="timed correction clicks per reference")
     parser.add_argument("--checkpoint", type=Path, default=SHARED / "weights" / "mobile_sam.pt")
+    parser.add_argument(
+        "--decoder", default="auto", help="mask decoder backend (the web app's is auto); torch for before"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     scene = Scene.load(args.data)
     predictor = load_predictor(
-        "mobile_sam", checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
+        "mobile_sam",
+        checkpoint=args.checkpoint,
+        cache_dir=scene.cache_dir / "embeddings",
+        decoder=args.decoder,
     )
-    report: dict = {"scene": str(args.data), "refs": args.refs, "runs": []}
+    report: dict = {"scene": str(args.data), "refs": args.refs, "decoder": predictor.decoder.name, "runs": []}
     with tempfile.TemporaryDirectory(prefix="mvsam_bench_serve_") as out:
         workspace = Workspace(args.data, out, predictor=predictor)
         with TestClient(create_app(workspace), base_url=BASE_URL) as client:
@@ -129,6 +136,8 @@ def main() -> None:
         "server_median": statistics.median(server_seconds) if server_seconds else None,
     }
     tick = time.perf_counter()
+    # `mvsam eval dtu` decodes with the default (torch) decoder
+    predictor.decoder = build_decoder(predictor.model, "mobile_sam", predictor.weights_id, "torch")
     reference_report = evaluate_dtu(
         args.data,
         references=args.refs,

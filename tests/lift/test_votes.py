@@ -143,6 +143,11 @@ def test_remembered_rows_follow_the_table_and_copies_keep_their_own_counts(cube_
         fresh.add_view(camera, depth, mask)
     for view, (camera, depth, _) in zip(located, views, strict=True):  # as if no rows were remembered
         np.testing.assert_array_equal(votes.footprint(view), fresh.footprint(fresh.locate(camera, depth)))
+    kept = VoxelVotes(cube_votes.grid)  # shares kept from an earlier round vote the same
+    for view, (_, _, mask) in zip(located, views, strict=True):
+        kept.vote(view, mask, share=VoxelVotes.shares(view, mask))
+    np.testing.assert_array_equal(kept.inside, votes.inside)
+    np.testing.assert_array_equal(kept.seen, votes.seen)
     clone = votes.copy()
     assert clone.keys is votes.keys  # shared: rows stay remembered across copies
     clone.clear()

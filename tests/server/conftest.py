@@ -25,8 +25,27 @@ def demo_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("demo_cache")
 
 
+@pytest.fixture(scope="session")
+def server_predictor(mobile_sam_predictor):
+    """The session's predictor (model and embedding cache shared) with the web app's decoder (``auto``)."""
+    from mvsam.sam.accelerate import build_decoder
+    from mvsam.sam.predictor import SamPredictor
+
+    shared = mobile_sam_predictor
+    decoder = build_decoder(shared.model, shared.model_type, shared.weights_id, "auto")
+    return SamPredictor(
+        shared.model,
+        shared.model_type,
+        shared.weights_id,
+        shared.cache,
+        encoder=shared.encoder,
+        encoder_name=shared.encoder_name,
+        decoder=decoder,
+    )
+
+
 @pytest.fixture
-def make_workspace(mobile_sam_predictor, demo_cache):
+def make_workspace(server_predictor, demo_cache):
     from mvsam.server import Workspace
 
     def make(out_dir: Path | None, scene_dir: Path = SCENE_DIR, config=None) -> Workspace:
@@ -36,7 +55,7 @@ def make_workspace(mobile_sam_predictor, demo_cache):
             out_dir,
             scene_options={"cache_dir": demo_cache},
             geometry=GeometrySettings(triangulate=False),
-            predictor=mobile_sam_predictor,
+            predictor=server_predictor,
             config=config,
         )
 

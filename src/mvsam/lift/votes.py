@@ -108,16 +108,28 @@ class VoxelVotes:
         keys, inverse = unique_keys(self.grid.keys(unproject_pixels(camera, depth, hit)))
         return ViewVoxels(hit=hit, keys=keys, inverse=inverse)
 
-    def vote(self, view: ViewVoxels, mask: np.ndarray, weight: float = 1.0) -> None:
-        """Vote with a located view's mask: HxW bool, or float in [0, 1], at the view's raster."""
+    @staticmethod
+    def shares(view: ViewVoxels, mask: np.ndarray) -> np.ndarray:
+        """U float64: for each of a located view's voxels, the share of its pixels inside the mask (HxW
+        bool, or float in [0, 1], at the view's raster): what :meth:`vote` adds per unit of weight."""
+        values = _mask_values(mask, view.shape)[view.hit]
+        inside = np.bincount(view.inverse, weights=values, minlength=len(view.keys))
+        return inside / np.maximum(view.pixel_counts, 1)
+
+    def vote(
+        self, view: ViewVoxels, mask: np.ndarray, weight: float = 1.0, share: np.ndarray | None = None
+    ) -> None:
+        """Vote with a located view's mask: HxW bool, or float in [0, 1], at the view's raster.
+
+        ``share``: the mask's :meth:`shares`, when the caller kept them from an earlier round.
+        """
         if not np.isfinite(weight) or weight < 0:
             raise ValueError(f"weight must be a non-negative number, got {weight}")
-        values = _mask_values(mask, view.shape)[view.hit]
+        if share is None:
+            share = self.shares(view, mask)
         voxels = self.rows(view)
         if np.any(voxels < 0):
             voxels = self._insert(view.keys)
-        pixels = view.pixel_counts
-        share = np.bincount(view.inverse, weights=values, minlength=len(voxels)) / np.maximum(pixels, 1)
         self.seen[voxels] += weight
         self.inside[voxels] += weight * share
 

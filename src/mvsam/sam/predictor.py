@@ -266,7 +266,9 @@ class SamPredictor:
         if first.mask_logits is not None:
             masks = torch.stack([torch.from_numpy(p.mask_logits) for p in prompts]).float().unsqueeze(1)
         sparse, _ = self.model.prompt_encoder(points, boxes, None)  # masks: the decoder backend's part
-        features = torch.cat([e.features for e in embeddings], dim=0)
+        features = (
+            embeddings[0].features if len(embeddings) == 1 else torch.cat([e.features for e in embeddings])
+        )
         logits, scores = self.decoder.decode(features, sparse, masks)
         return select_outputs(logits, scores, multimask)
 

@@ -159,13 +159,13 @@ class _ViewState:
     logits: np.ndarray | None = None  # 256x256 float32 kept low-res logits (None: no SAM mask)
     mask: np.ndarray | None = None  # h x w bool working mask (None: no opinion yet)
     soft: np.ndarray | None = None  # h x w float in [0, 1] that votes (a user mask keeps its soft edge)
+    shares: tuple[np.ndarray, np.ndarray] | None = None  # (soft, its VoxelVotes.shares) of the last vote
     score: float = 0.0
     agreement: float = float("nan")
     footprint_fg: np.ndarray | None = None  # footprint at the last decode, to skip unchanged views
     clicks_seen: tuple[int, ...] = ()  # user clicks in the prompt at the last decode
     full_mask: np.ndarray | None = None  # cached full-resolution mask
     anchor: np.ndarray | None = None  # h x w bool: SAM's answer to the user's own prompts in this view
-    regions: tuple[np.ndarray, ...] | None = None  # (footprint sides, object, background) of _regions
 
 
 @dataclass
@@ -804,7 +804,11 @@ class Segmenter:
             if state.located is None or state.soft is None:
                 continue
             weight = self.config.prompt_weight if state.index in self.user else 1.0
-            votes.vote(state.located, state.soft, weight)
+            # a view's soft mask is replaced, never edited, when it changes: unchanged views (most, after
+            # a correction) reuse their shares
+            if state.shares is None or state.shares[0] is not state.soft:
+                state.shares = (state.soft, votes.shares(state.located, state.soft))
+            votes.vote(state.located, state.soft, weight, share=state.shares[1])
         return [
             None
             if s.located is None or (views is not None and s.index not in views)
@@ -828,17 +832,6 @@ class Segmenter:
             foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
         foreground = _keep_large_components(foreground, self.config.min_visible)
         return foreground, background & ~foreground
-
-    def _cached_regions(self, state: _ViewState, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_regions`, reused while no pixel of the footprint changes side (object, background or
-        unknown), which is all they depend on: a correction moves every view's votes a little but flips
-        the side of pixels in few views."""
-        sides = np.where(np.isnan(footprint), -1, footprint > 0.5).astype(np.int8)
-        if state.regions is not None and np.array_equal(state.regions[0], sides):
-            return state.regions[1], state.regions[2]
-        foreground, background = self._regions(state, footprint)
-        state.regions = (sides, foreground, background)
-        return foreground, background
 
     def _derive(
         self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray, background: np.ndarray
@@ -933,7 +926,7 @@ class Segmenter:
         for state, footprint in zip(self._states, footprints, strict=True):
             if footprint is None or state.index in fixed:
                 continue
-            foreground, background = self._cached_regions(state, footprint)
+            foreground, background = self._regions(state, footprint)
             if np.count_nonzero(foreground) < cfg.min_visible:
                 if state.index not in self.user:  # the object is not seen here
                     width, height = state.size

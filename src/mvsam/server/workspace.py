@@ -206,8 +206,9 @@ class Workspace:
         if self.predictor is None:
             from mvsam.sam import load_predictor
 
+            # the exported decoder: a correction click re-decodes many views (README "Web app")
             self.predictor = load_predictor(
-                self.model, self.checkpoint, cache_dir=self.scene.cache_dir / "embeddings"
+                self.model, self.checkpoint, cache_dir=self.scene.cache_dir / "embeddings", decoder="auto"
             )
 
     def _finish(self) -> None:
