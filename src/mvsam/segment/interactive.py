@@ -394,7 +394,7 @@ class Segmenter:
         The masks are the ones :meth:`segment` starts from (SAM's candidate with the fewest clicks on the
         wrong side, then the highest predicted IoU; a user mask as given); 3D may later swap one for a
         candidate within ``anchor_iou`` of it. Only the prompted views are embedded, and kept for
-        :meth:`prepare`. The segmenter's state is not changed.
+        :meth:`prepare`; masks, prompts and votes are left as they are.
         """
         grouped = self._group(prompts, first=True)
         pairs = []
