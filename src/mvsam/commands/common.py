@@ -44,8 +44,12 @@ def add_depth_source_argument(parser) -> None:
 def add_geometry_arguments(parser) -> None:
     """Flags of :class:`mvsam.geometry.GeometrySettings`, shared so equal flags hit the same cache entries."""
     parser.add_argument("--no-sfm", action="store_true", help="never run SfM (needs cameras)")
-    parser.add_argument("--depth-resolution", type=int, default=512, help="MVS working long side (px)")
-    parser.add_argument("--planes", type=int, default=96, help="depth planes swept per view")
+    parser.add_argument(
+        "--depth-resolution", type=int, default=MvsSettings.resolution, help="MVS working long side (px)"
+    )
+    parser.add_argument(
+        "--planes", type=int, default=MvsSettings.num_planes, help="depth planes swept per view"
+    )
     parser.add_argument("--neighbors", type=int, default=4, help="neighbour views per reference view")
     parser.add_argument("--max-image-size", type=int, default=1600, help="SfM SIFT image long side (px)")
     parser.add_argument(

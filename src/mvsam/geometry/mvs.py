@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 class MvsSettings:
     """Plane-sweep knobs; every field takes part in the cache key."""
 
-    resolution: int = 512  # long side of the working images, pixels
+    # 384 px / 64 planes: chosen on the odd DTU scan24 views (warped-mask IoU 0.994 vs 0.995 at 512 px / 96,
+    # 2.6x faster), DTU segmentation unchanged on the even reference views (README, "The cold path")
+    resolution: int = 384  # long side of the working images, pixels
     num_neighbors: int = 4
-    num_planes: int = 96
+    num_planes: int = 64
     window: int = 7  # NCC window side, odd
     best_k: int = 2  # mean of the best K neighbour costs per plane
     cost_smoothing: int = 3  # box filter side on each cost slice, 1 = off
@@ -367,7 +369,7 @@ def compute_mvs_depth(
 
 
 def default_workers() -> int:
-    """Views swept at once: the usable cores, at most 4 (each holds a ~75 MB cost volume at 512 px)."""
+    """Views swept at once: the usable cores, at most 4 (each holds a ~25 MB cost volume at 384 px)."""
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 

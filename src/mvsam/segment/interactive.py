@@ -178,6 +178,12 @@ class _Click3D:
     xyz: np.ndarray | None
 
 
+def _working_raster(width: int, height: int) -> tuple[int, int]:
+    """(w, h) of a view's working raster: SAM's 256 low-res grid cropped to the image."""
+    height, width = (math.ceil(s / 4) for s in resized_size((height, width)))
+    return width, height
+
+
 def _centers_to_raster(count_full: int, count_work: int) -> np.ndarray:
     """Index of the full-resolution pixel nearest each working pixel centre (pixel centres at +0.5)."""
     centers = (np.arange(count_work) + 0.5) * count_full / count_work - 0.5
@@ -321,8 +327,9 @@ class Segmenter:
         views = self.scene.views
         leading = list(dict.fromkeys(self.scene.view_index(v) for v in first))
         order = leading + [i for i in range(len(views)) if i not in set(leading)]
+        order = [i for i in order if self._embeddings[i] is None]  # first_masks() embedded some
         with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(views[order[0]].load_image)
+            pending = reader.submit(views[order[0]].load_image) if order else None
             for position, index in enumerate(
                 tqdm(order, desc="SAM embeddings", unit="view", disable=not self.progress)
             ):
@@ -335,7 +342,7 @@ class Segmenter:
         self.sparse_mode = self._choose_mode()
         states, depths = [], {}
         for index, view in enumerate(views):
-            height, width = (math.ceil(s / 4) for s in resized_size((view.height, view.width)))
+            width, height = _working_raster(view.width, view.height)
             camera = None if view.camera is None else resize_camera(view.camera, width, height)
             states.append(
                 _ViewState(index=index, size=(width, height), camera=camera, sparse=self.sparse_mode)
@@ -370,12 +377,7 @@ class Segmenter:
         """Segment the object the prompts point at, in every view, from a clean state."""
         start = time.perf_counter()
         seconds = self.prepare()
-        grouped = self._group(prompts)
-        if not any(p.has_positive for p in grouped.values()):
-            raise InputError(
-                "the prompts only say what is not the object (negative clicks); add a positive click, a box "
-                "or a mask on at least one view (negative clicks alone are only accepted as corrections)"
-            )
+        grouped = self._group(prompts, first=True)
         self.user = grouped
         self._sources = set()
         for state in self._states:
@@ -384,6 +386,29 @@ class Segmenter:
             state.score, state.agreement = 0.0, float("nan")
         self.votes.clear()
         return self._run(list(grouped), seconds, start)
+
+    def first_masks(self, prompts: Sequence[UserPrompt]) -> dict[int, np.ndarray]:
+        """View index -> HxW bool full-resolution mask of each prompted view with a positive prompt, from
+        the prompts alone: what to show right after a click, before the geometry and the other views'
+        embeddings exist.
+
+        The masks are the ones :meth:`segment` starts from (SAM's candidate with the fewest clicks on the
+        wrong side, then the highest predicted IoU; a user mask as given); 3D may later swap one for a
+        candidate within ``anchor_iou`` of it. Only the prompted views are embedded, and kept for
+        :meth:`prepare`; masks, prompts and votes are left as they are.
+        """
+        grouped = self._group(prompts, first=True)
+        pairs = []
+        for index, user in grouped.items():
+            if not user.has_positive:
+                continue
+            view = self.scene.views[index]
+            if self._embeddings[index] is None:
+                self._embeddings[index] = self.predictor.encode(view.load_image())
+            state = _ViewState(index=index, size=_working_raster(view.width, view.height), camera=None)
+            pairs.append((user, state))
+        self._answer_prompts(pairs)
+        return {state.index: self._full_mask(state, user) for user, state in pairs}
 
     def add_prompts(self, prompts: Sequence[UserPrompt]) -> SegmentationResult:
         """Correct the current segmentation with more prompts (e.g. one click): every view follows."""
@@ -412,16 +437,17 @@ class Segmenter:
         """HxW bool full-resolution mask of a view (empty where the object is not visible)."""
         state = self._states_or_raise()[self.scene.view_index(view)]
         if state.full_mask is None:
-            scene_view = self.scene.views[state.index]
-            user = self.user.get(state.index)
-            if user is not None and user.mask is not None and len(user.points) == 0:
-                state.full_mask = user.mask.copy()
-            elif state.logits is None:
-                state.full_mask = np.zeros((scene_view.height, scene_view.width), dtype=bool)
-            else:
-                logits = torch.from_numpy(state.logits)[None, None]
-                state.full_mask = (upscale_logits(logits, self._embeddings[state.index])[0, 0] > 0).numpy()
+            state.full_mask = self._full_mask(state, self.user.get(state.index))
         return state.full_mask
+
+    def _full_mask(self, state: _ViewState, user: ViewPrompts | None) -> np.ndarray:
+        if user is not None and user.mask is not None and len(user.points) == 0:
+            return user.mask.copy()
+        if state.logits is None:
+            scene_view = self.scene.views[state.index]
+            return np.zeros((scene_view.height, scene_view.width), dtype=bool)
+        logits = torch.from_numpy(state.logits)[None, None]
+        return (upscale_logits(logits, self._embeddings[state.index])[0, 0] > 0).numpy()
 
     def work_mask(self, view: str | int) -> np.ndarray:
         """h x w bool mask at the working raster (SAM's low-res grid cropped to the image)."""
@@ -503,11 +529,18 @@ class Segmenter:
             raise ValueError("no segmentation yet: call segment(prompts) first")
         return self._states
 
-    def _group(self, prompts: Sequence[UserPrompt]) -> dict[int, ViewPrompts]:
+    def _group(self, prompts: Sequence[UserPrompt], first: bool = False) -> dict[int, ViewPrompts]:
+        """Prompts by view; ``first`` prompts (not a correction) must say where the object is."""
         if not prompts:
             raise InputError("no prompts given: add a click, a box or a mask on at least one view")
         sizes = [(v.width, v.height) for v in self.scene.views]
-        return group_prompts(prompts, self.scene.view_index, sizes)
+        grouped = group_prompts(prompts, self.scene.view_index, sizes)
+        if first and not any(p.has_positive for p in grouped.values()):
+            raise InputError(
+                "the prompts only say what is not the object (negative clicks); add a positive click, a box "
+                "or a mask on at least one view (negative clicks alone are only accepted as corrections)"
+            )
+        return grouped
 
     def _run(self, touched: list[int], seconds: StageSeconds, start: float) -> SegmentationResult:
         states = self._states
@@ -666,10 +699,13 @@ class Segmenter:
 
     def _decode_prompted(self, indices: list[int]) -> None:
         """Segment prompted views from the user's prompts alone (a user mask is kept as it is)."""
+        self._answer_prompts([(self.user[i], self._states[i]) for i in indices])
+
+    def _answer_prompts(self, pairs: list[tuple[ViewPrompts, _ViewState]]) -> None:
+        """Each state's mask and anchor: SAM's answer to its user prompts (see ``_best_for_clicks``)."""
         requests, owners, multimask_flags = [], [], []
-        for index in indices:
-            user = self.user[index]
-            state = self._states[index]
+        for user, state in pairs:
+            index = state.index
             state.full_mask = None
             if user.mask is not None and len(user.points) == 0 and user.box is None:
                 width, height = state.size
@@ -689,7 +725,7 @@ class Segmenter:
                 mask_logits=mask_logits,
             )
             requests.append((self._embeddings[index], prompt))
-            owners.append(index)
+            owners.append((user, state))
             # three candidates unless a box already says which object (SAM's advice for boxes)
             multimask_flags.append(user.box is None)
         for multimask in (True, False):
@@ -700,15 +736,16 @@ class Segmenter:
                 [requests[k] for k in chosen], multimask=multimask, return_masks=False
             )
             for k, prediction in zip(chosen, predictions, strict=True):
-                state = self._states[owners[k]]
-                best = self._best_for_clicks(state, prediction.low_res_logits, prediction.scores)
+                user, state = owners[k]
+                best = self._best_for_clicks(user, state, prediction.low_res_logits, prediction.scores)
                 self._keep(state, prediction.low_res_logits[best], float(prediction.scores[best]))
                 state.anchor = state.mask.copy()
 
-    def _best_for_clicks(self, state: _ViewState, logits: np.ndarray, scores: np.ndarray) -> int:
+    def _best_for_clicks(
+        self, user: ViewPrompts, state: _ViewState, logits: np.ndarray, scores: np.ndarray
+    ) -> int:
         """SAM's own choice: the candidate it scores highest (predicted IoU) among those that put the
         fewest of the view's clicks on the wrong side (the user's other clicks overrule SAM)."""
-        user = self.user[state.index]
         width, height = state.size
         candidates = logits[:, :height, :width] > 0
         view = self.scene.views[state.index]
