@@ -39,6 +39,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS: dict[str, dict] = {
     "sift": {"features": "sift"},
     "default": {},
+    "today": {"retrieval_above": 10**6},  # XFeat before retrieval: exhaustive matching up to 60 views
 }
 
 

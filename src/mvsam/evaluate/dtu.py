@@ -122,6 +122,21 @@ def load_ground_truth(data: Path, scene: Scene) -> list[np.ndarray]:
     return masks
 
 
+def as_plain_photos(scene: Scene) -> Scene:
+    """The same images (same order and names) loaded as a plain folder of photos: no cameras, no depth,
+    so ``compute_geometry`` runs SfM. Shares ``scene``'s cache folder."""
+    folder = scene.views[0].image_path.parent.resolve()
+    photos = Scene.load(
+        scene.root,
+        format="images",
+        image_subdir=str(folder.relative_to(Path(scene.root).resolve())),
+        cache_dir=scene.cache_dir,
+    )
+    if [v.name for v in photos.views] != [v.name for v in scene.views]:
+        raise InputError(f"{folder} holds other images than the scene's views; cannot drop its cameras")
+    return photos
+
+
 def _scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> Scores:
     return Scores(
         iou=float(np.mean([iou(p, g) for p, g in zip(preds, gts, strict=True)])),
@@ -215,8 +230,7 @@ def evaluate_dtu(
             raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     scene = Scene.load(data, cache_dir=None if cache_dir is None else Path(cache_dir))
     if plain_photos:
-        folder = scene.views[0].image_path.parent.resolve().relative_to(data.resolve())
-        scene = Scene.load(data, format="images", image_subdir=str(folder), cache_dir=scene.cache_dir)
+        scene = as_plain_photos(scene)
     seconds = {"load": time.perf_counter() - start}
     gts = load_ground_truth(data, scene)
     for reference in references:
