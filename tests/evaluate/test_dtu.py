@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mvsam.cli import build_parser
-from mvsam.evaluate.dtu import evaluate_dtu, load_ground_truth
+from mvsam.evaluate.dtu import as_plain_photos, evaluate_dtu, load_ground_truth
 from mvsam.geometry import GeometrySettings, MvsSettings
 from mvsam.io.images import read_mask_png, write_mask_png
 from mvsam.scene import Scene
@@ -85,3 +85,15 @@ def test_bad_inputs(small_dtu, tmp_path):
         load_ground_truth(tmp_path, scene)
     args = build_parser().parse_args(["eval", "dtu", "--data", str(small_dtu), "--refs", "0", "2"])
     assert args.refs == [0, 2] and args.protocols == ["mask", "clicks"]
+
+
+def test_plain_photos_drop_the_cameras(small_dtu):
+    """``--no-cameras``: the same images in the same order, as photos without cameras (SfM runs on them)."""
+    posed = Scene.load(small_dtu, cache_dir=small_dtu / "cache")
+    photos = as_plain_photos(posed)
+    assert posed.source_format == "neus" and photos.source_format == "images"
+    assert [v.name for v in photos.views] == [v.name for v in posed.views]
+    assert all(v.camera is None and v.depth is None for v in photos.views)
+    assert photos.cache_dir == posed.cache_dir
+    args = build_parser().parse_args(["eval", "dtu", "--data", str(small_dtu), "--no-cameras"])
+    assert args.no_cameras

@@ -12,6 +12,7 @@ from mvsam.geometry.features import (
     load_xfeat,
     match_lighterglue,
     match_mutual_nn,
+    overlap_counts,
 )
 from mvsam.io.images import read_rgb
 
@@ -53,3 +54,17 @@ def test_empty_features_match_nothing():
     empty = Features(np.zeros((0, 2), np.float32), np.zeros((0, 64), np.float32), np.zeros(0), (10, 10))
     assert match_mutual_nn(empty, empty, 0.8).shape == (0, 2)
     assert match_lighterglue(empty, empty).shape == (0, 2)
+
+
+def test_overlap_counts_rank_neighbouring_views_first(data_dir):
+    """DTU's views are taken along arcs: neighbours in the sequence overlap, view 0 and view 24 (the
+    middle of another arc) much less; the counts are symmetric with an empty diagonal."""
+    paths = sorted((data_dir / "dtu_scan24" / "image").iterdir())
+    features = [extract_xfeat(read_rgb(paths[i]), 480, 1024) for i in (0, 1, 2, 24, 25)]
+    counts = overlap_counts(features, 256, 0.82, 0.95)
+    assert counts.shape == (5, 5) and counts.dtype == np.int64
+    assert np.array_equal(counts, counts.T) and not np.diagonal(counts).any()
+    assert counts[0, 1] > 3 * counts[0, 3] and counts[3, 4] > 3 * counts[1, 3], counts
+    # fewer keypoints than asked for (zero padding) match nothing extra
+    few = [Features(f.xy[:100], f.descriptors[:100], f.scores[:100], f.size) for f in features[:2]]
+    assert overlap_counts(few, 256, 0.82)[0, 1] <= 100

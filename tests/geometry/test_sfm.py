@@ -143,6 +143,8 @@ def test_deterministic_and_cleans_up_after_killed_runs(data_dir, tmp_path):
         SfmSettings(features="orb"),
         SfmSettings(matcher="brute"),
         SfmSettings(xfeat_num_features=10),
+        SfmSettings(retrieval_neighbors=0),
+        SfmSettings(retrieval_keypoints=8),
     ],
 )
 def test_bad_settings(fern_folder, settings):
@@ -169,6 +171,27 @@ def test_video_uses_sequential_matching(fern_folder):
     report = reconstruct_cameras(scene, SfmSettings(sequential_overlap=3))
     assert report.matching == "sequential"
     assert len(report.registered) == 4
+
+
+def test_retrieval_pairs_register_every_view(data_dir, tmp_path):
+    """Above ``retrieval_above`` views each view is matched with its most overlapping views only: fewer
+    pairs than exhaustive matching, every view still registered, rotations as accurate."""
+    images = sorted((data_dir / "llff_fern" / "images_8").iterdir())
+    views = list(range(0, 20, 2))
+    for index in views:
+        shutil.copy(images[index], tmp_path / images[index].name)
+    scene = load_scene(tmp_path, format="images", cache_dir=tmp_path / "cache")
+    settings = SfmSettings(retrieval_above=6, retrieval_neighbors=3, xfeat_num_features=2048)
+    report = reconstruct_cameras(scene, settings)
+    assert report.matching == "retrieval"
+    assert len(views) * 3 / 2 <= report.pairs < len(views) * (len(views) - 1) / 2
+    assert len(report.registered) + len(report.pnp) == len(views)
+    poses = np.load(data_dir / "llff_fern" / "poses_bounds.npy")
+    reference = [llff_to_world_from_cam(poses[i, :15].reshape(3, 5))[0] for i in views]
+    errors = relative_rotation_errors([v.camera.world_from_cam for v in scene.views], reference)
+    assert np.median(errors) < 1.0 and errors.max() < 3.0, errors
+    assert report.seconds.matching > 0 and report.seconds.mapping > 0
+    assert report.seconds.total == pytest.approx(sum(vars(report.seconds).values()))
 
 
 def test_view_left_out_by_the_mapper_is_registered_by_pnp(fern_folder, data_dir, monkeypatch):

@@ -122,6 +122,21 @@ def load_ground_truth(data: Path, scene: Scene) -> list[np.ndarray]:
     return masks
 
 
+def as_plain_photos(scene: Scene) -> Scene:
+    """The same images (same order and names) loaded as a plain folder of photos: no cameras, no depth,
+    so ``compute_geometry`` runs SfM. Shares ``scene``'s cache folder."""
+    folder = scene.views[0].image_path.parent.resolve()
+    photos = Scene.load(
+        scene.root,
+        format="images",
+        image_subdir=str(folder.relative_to(Path(scene.root).resolve())),
+        cache_dir=scene.cache_dir,
+    )
+    if [v.name for v in photos.views] != [v.name for v in scene.views]:
+        raise InputError(f"{folder} holds other images than the scene's views; cannot drop its cameras")
+    return photos
+
+
 def _scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> Scores:
     return Scores(
         iou=float(np.mean([iou(p, g) for p, g in zip(preds, gts, strict=True)])),
@@ -200,10 +215,13 @@ def evaluate_dtu(
     correction: bool = True,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    plain_photos: bool = False,
 ) -> DtuReport:
     """Run the DTU protocol on the scene at ``data`` from each reference view index; see the module doc.
 
     ``cache_dir`` overrides the scene's cache folder (geometry and, without a ``predictor``, embeddings).
+    ``plain_photos`` ignores the dataset's cameras: its images are loaded as a plain folder of photos, so
+    SfM (``geometry.sfm``) gives them cameras.
     """
     start = time.perf_counter()
     data = Path(data)
@@ -211,6 +229,8 @@ def evaluate_dtu(
         if protocol not in PROTOCOLS:
             raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     scene = Scene.load(data, cache_dir=None if cache_dir is None else Path(cache_dir))
+    if plain_photos:
+        scene = as_plain_photos(scene)
     seconds = {"load": time.perf_counter() - start}
     gts = load_ground_truth(data, scene)
     for reference in references:
@@ -306,6 +326,11 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("--iterations", type=int, default=SegmenterConfig.max_iterations, help="max rounds")
     parser.add_argument("--no-correction", action="store_true", help="skip the timed correction click")
     parser.add_argument(
+        "--no-cameras",
+        action="store_true",
+        help="ignore the dataset's cameras: segment its images as plain photos, with cameras from SfM",
+    )
+    parser.add_argument(
         "--mesh",
         action="store_true",
         help="instead: clicks on the first --refs view, the object mesh, its silhouette IoU in every view",
@@ -336,6 +361,7 @@ def run(args) -> int:
         config=SegmenterConfig(max_iterations=args.iterations),
         protocols=args.protocols,
         correction=not args.no_correction,
+        plain_photos=args.no_cameras,
     )
     print(report.table())
     write_json_report(args.json, report)

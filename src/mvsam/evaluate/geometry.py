@@ -23,7 +23,7 @@ import numpy as np
 from mvsam.commands.common import write_json_report
 from mvsam.errors import InputError
 from mvsam.geometry.metrics import relative_rotation_errors
-from mvsam.geometry.sfm import FEATURES, SfmSettings, reconstruct_cameras
+from mvsam.geometry.sfm import FEATURES, SfmSettings, SfmTimings, reconstruct_cameras
 from mvsam.io.images import list_images, read_mask_png, read_rgb
 from mvsam.io.loaders import load_scene
 from mvsam.scene import Scene
@@ -43,6 +43,7 @@ class GeometryRun:
     rotation_max_deg: float
     seconds: float
     status: dict[str, str] = field(default_factory=dict)  # view -> registered | pnp | unregistered
+    stages: SfmTimings = field(default_factory=SfmTimings)  # seconds per SfM stage
 
 
 @dataclass
@@ -57,13 +58,14 @@ class GeometryReport:
         lines = [
             f"{self.scene}: {len(self.indices)} views ({size})",
             f"{'features':<9} {'reg':>4} {'pnp':>4} {'none':>4} {'points':>7} {'rot med':>8} {'rot max':>8} "
-            f"{'s':>7}",
+            f"{'s':>7}  extract / match / verify / map / PnP",
         ]
         for run in self.runs:
             lines.append(
                 f"{run.features:<9} {run.registered:>4d} {run.pnp:>4d} {len(run.unregistered):>4d} "
                 f"{run.points:>7d} {run.rotation_median_deg:>8.2f} {run.rotation_max_deg:>8.2f} "
-                f"{run.seconds:>7.1f}"
+                f"{run.seconds:>7.1f}  {run.stages.extraction:.1f} / {run.stages.matching:.1f} / "
+                f"{run.stages.verification:.1f} / {run.stages.mapping:.1f} / {run.stages.pnp:.1f}"
             )
         return "\n".join(lines)
 
@@ -154,6 +156,7 @@ def evaluate_geometry(
                     rotation_max_deg=float(np.max(errors)),
                     seconds=seconds,
                     status={v.name: report.status(v.name) for v in scene.views},
+                    stages=report.seconds,
                 )
             )
             shutil.rmtree(Path(work) / f"cache_{kind}", ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -169,3 +169,36 @@ def match_lighterglue(first: Features, second: Features, min_confidence: float =
     with _LOCK, torch.inference_mode():
         out = matcher(data, min_conf=min_confidence)
     return out["matches"][0].numpy().astype(np.int64).reshape(-1, 2)
+
+
+def overlap_counts(
+    features: Sequence[Features], keypoints: int, min_cosine: float, max_ratio: float = 1.0
+) -> np.ndarray:
+    """NxN int64 symmetric counts of mutual nearest-neighbour matches (with the tests of
+    :func:`match_mutual_nn`) between the ``keypoints`` strongest keypoints of every pair of views, 0 on the
+    diagonal: a cheap estimate of which views overlap, to choose the pairs worth matching in full.
+
+    One matrix product per view against all others' keypoints at once (``keypoints``^2 x N^2 x 64
+    multiply-adds in all, ~60x less than exhaustive matching of 4096 keypoints).
+    """
+    count = len(features)
+    stacked = torch.zeros(count, keypoints, 64)  # missing keypoints stay zero: cosine 0, never matched
+    for index, found in enumerate(features):
+        strongest = np.argsort(-found.scores, kind="stable")[:keypoints]
+        stacked[index, : len(strongest)] = torch.from_numpy(found.descriptors[strongest])
+    flat = stacked.reshape(-1, 64)
+    rows = torch.arange(keypoints)
+    counts = np.zeros((count, count), dtype=np.int64)
+    with torch.inference_mode():
+        for index in range(count):
+            similarity = (stacked[index] @ flat.T).reshape(keypoints, count, keypoints)  # [own, view, other]
+            top, forward = similarity.topk(2, dim=2)
+            backward = similarity.argmax(dim=0)  # [view, other] -> own keypoint
+            keep = (backward.gather(1, forward[..., 0].T) == rows) & (top[..., 0].T > min_cosine)
+            if max_ratio < 1.0:
+                distance = torch.sqrt(torch.clamp(2 - 2 * top, min=0))  # unit rows: |a - b|^2 = 2 - 2 cos
+                keep &= (distance[..., 0] < max_ratio * distance[..., 1]).T
+            counts[index] = keep.sum(dim=1).numpy()
+    counts = np.minimum(counts, counts.T)  # the ratio test is one-sided: count a pair as its weaker side
+    np.fill_diagonal(counts, 0)
+    return counts

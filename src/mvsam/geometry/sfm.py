@@ -19,8 +19,9 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,13 @@ import pycolmap
 from tqdm import tqdm
 
 from mvsam.cache import process_alive
-from mvsam.geometry.features import match_lighterglue, match_mutual_nn, scene_features
+from mvsam.geometry.features import (
+    Features,
+    match_lighterglue,
+    match_mutual_nn,
+    overlap_counts,
+    scene_features,
+)
 from mvsam.io.conventions import K_pixel_centre_to_corner, K_pixel_corner_to_centre
 from mvsam.scene import Camera, Scene, SparsePoints
 
@@ -60,6 +67,11 @@ class SfmSettings:
     triangulation_neighbors: int = 8  # with known cameras, match each view with its nearest views only
     exhaustive_max_views: int = 60  # more views (or a video) -> sequential matching
     sequential_overlap: int = 10
+    # XFeat on more than retrieval_above views (not a video): match each view with its retrieval_neighbors
+    # most overlapping views only, found by matching the retrieval_keypoints strongest keypoints of all pairs
+    retrieval_above: int = 20
+    retrieval_neighbors: int = 10
+    retrieval_keypoints: int = 512
     camera_model: str = "SIMPLE_RADIAL"
     single_camera: bool = True  # share intrinsics when all images have one size
     min_num_matches: int = 15
@@ -74,10 +86,15 @@ class SfmSettings:
             )
         if self.max_num_features < 64:
             raise ValueError(f"SfmSettings.max_num_features must be >= 64, got {self.max_num_features}")
-        if self.exhaustive_max_views < 2 or self.sequential_overlap < 1 or self.triangulation_neighbors < 1:
+        if (
+            self.exhaustive_max_views < 2
+            or min(self.sequential_overlap, self.triangulation_neighbors, self.retrieval_neighbors) < 1
+            or self.retrieval_above < 2
+            or self.retrieval_keypoints < 16
+        ):
             raise ValueError(
-                "SfmSettings.exhaustive_max_views must be >= 2, "
-                "sequential_overlap and triangulation_neighbors >= 1"
+                "SfmSettings.exhaustive_max_views and retrieval_above must be >= 2, sequential_overlap, "
+                "triangulation_neighbors and retrieval_neighbors >= 1, retrieval_keypoints >= 16"
             )
         if self.features not in FEATURES or self.matcher not in MATCHERS:
             raise ValueError(
@@ -93,16 +110,34 @@ class SfmSettings:
 
 
 @dataclass
+class SfmTimings:
+    """Wall seconds per SfM stage. COLMAP's SIFT matching verifies each pair as it goes, so for SIFT
+    ``matching`` includes verification and ``verification`` is 0."""
+
+    extraction: float = 0.0
+    matching: float = 0.0
+    verification: float = 0.0
+    mapping: float = 0.0
+    pnp: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.extraction + self.matching + self.verification + self.mapping + self.pnp
+
+
+@dataclass
 class SfmReport:
     """What SfM achieved: which views got a camera, and how."""
 
     registered: list[str]  # by the incremental mapper
     unregistered: list[str]
     num_points: int
-    matching: str  # "exhaustive" | "sequential"
+    matching: str  # "exhaustive" | "sequential" | "retrieval"
     pnp: list[str] = field(default_factory=list)  # registered afterwards by PnP against the points
     features: str = "sift"
     notes: list[str] = field(default_factory=list)
+    seconds: SfmTimings = field(default_factory=SfmTimings)
+    pairs: int = 0  # view pairs matched
 
     def summary(self) -> str:
         total = len(self.registered) + len(self.pnp) + len(self.unregistered)
@@ -128,6 +163,16 @@ def _stage(description: str, progress: bool) -> Iterator[None]:
         bar.update(1)
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def _timed(timings: SfmTimings, stage: str) -> Iterator[None]:
+    """Add the block's wall seconds to ``timings.<stage>``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(timings, stage, getattr(timings, stage) + time.perf_counter() - start)
 
 
 def _quiet_colmap() -> None:
@@ -203,23 +248,36 @@ def _camera_mode(scene: Scene, settings: SfmSettings) -> pycolmap.CameraMode:
     return pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
 
 
-def _pairs(scene: Scene, settings: SfmSettings) -> tuple[list[tuple[int, int]], str]:
-    """View index pairs to match and the kind: sequential (videos, many views) or exhaustive."""
+def _pairs(
+    scene: Scene, settings: SfmSettings, features: Sequence[Features] | None = None
+) -> tuple[list[tuple[int, int]], str]:
+    """View index pairs (i < j) to match and the kind: sequential (videos, many views), retrieval (XFeat
+    ``features`` of more than ``retrieval_above`` photos) or exhaustive."""
     count = len(scene.views)
     if scene.source_format == "video" or count > settings.exhaustive_max_views:
         overlap = settings.sequential_overlap
         return [(i, j) for i in range(count) for j in range(i + 1, min(count, i + 1 + overlap))], "sequential"
+    if features is not None and count > settings.retrieval_above:
+        counts = overlap_counts(
+            features, settings.retrieval_keypoints, settings.min_cosine, settings.match_ratio
+        )
+        chosen = set()
+        for i in range(count):
+            partners = [j for j in np.argsort(-counts[i], kind="stable") if j != i]
+            chosen.update((min(i, int(j)), max(i, int(j))) for j in partners[: settings.retrieval_neighbors])
+        return sorted(chosen), "retrieval"
     return list(itertools.combinations(range(count), 2)), "exhaustive"
 
 
 def _xfeat_into_database(
-    scene: Scene, settings: SfmSettings, work: _Workspace, model: str, progress: bool
+    scene: Scene, settings: SfmSettings, work: _Workspace, model: str, progress: bool, timings: SfmTimings
 ) -> tuple[str, dict[tuple[int, int], np.ndarray]]:
     """XFeat keypoints and matches written into the workspace's COLMAP database, then geometric
     verification; returns the matching kind and the raw matches per view pair (for PnP later)."""
-    features = scene_features(
-        scene, range(len(scene.views)), settings.xfeat_image_size, settings.xfeat_num_features, progress
-    )
+    with _timed(timings, "extraction"):
+        features = scene_features(
+            scene, range(len(scene.views)), settings.xfeat_image_size, settings.xfeat_num_features, progress
+        )
     pycolmap.Database.open(work.database).close()  # import_images needs the file
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = model
@@ -230,15 +288,17 @@ def _xfeat_into_database(
         image_names=[v.name for v in scene.views],
         options=reader,
     )
-    pairs, kind = _pairs(scene, settings)
+    with _timed(timings, "matching"):
+        pairs, kind = _pairs(scene, settings, features)
     matches: dict[tuple[int, int], np.ndarray] = {}
-    for i, j in tqdm(pairs, desc="SfM matching", unit="pair", disable=not progress, leave=False):
-        if settings.matcher == "lighterglue":
-            matches[i, j] = match_lighterglue(features[i], features[j])
-        else:
-            matches[i, j] = match_mutual_nn(
-                features[i], features[j], settings.min_cosine, settings.match_ratio
-            )
+    with _timed(timings, "matching"):
+        for i, j in tqdm(pairs, desc="SfM matching", unit="pair", disable=not progress, leave=False):
+            if settings.matcher == "lighterglue":
+                matches[i, j] = match_lighterglue(features[i], features[j])
+            else:
+                matches[i, j] = match_mutual_nn(
+                    features[i], features[j], settings.min_cosine, settings.match_ratio
+                )
     db = pycolmap.Database.open(work.database)
     try:
         ids = {image.name: image.image_id for image in db.read_all_images()}
@@ -254,7 +314,7 @@ def _xfeat_into_database(
     pair_list.write_text("".join(f"{scene.views[i].name} {scene.views[j].name}\n" for i, j in pairs))
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = settings.seed
-    with _stage(f"SfM verifying {len(pairs)} pairs", progress):
+    with _stage(f"SfM verifying {len(pairs)} pairs", progress), _timed(timings, "verification"):
         pycolmap.verify_matches(work.database, pair_list, options=verification)
     return kind, matches
 
@@ -267,9 +327,11 @@ def _sift_into_database(
     model: str,
     pairs: Path | None = None,
     progress: bool = False,
+    timings: SfmTimings | None = None,
 ) -> str:
     """SIFT into ``database``, then matching of the listed ``pairs`` (a COLMAP match list), sequential
     (videos, many views) or exhaustive; returns the matching kind."""
+    timings = timings if timings is not None else SfmTimings()
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = model
     extraction = pycolmap.FeatureExtractionOptions()
@@ -277,7 +339,7 @@ def _sift_into_database(
     extraction.num_threads = settings.num_threads
     extraction.use_gpu = False
     extraction.sift.max_num_features = settings.max_num_features
-    with _stage(f"SfM SIFT features of {len(scene.views)} views", progress):
+    with _stage(f"SfM SIFT features of {len(scene.views)} views", progress), _timed(timings, "extraction"):
         pycolmap.extract_features(
             database,
             images,
@@ -299,7 +361,7 @@ def _sift_into_database(
             )
         return "pose-neighbours"
     _, kind = _pairs(scene, settings)
-    with _stage(f"SfM SIFT matching ({kind})", progress):
+    with _stage(f"SfM SIFT matching ({kind})", progress), _timed(timings, "matching"):
         if kind == "sequential":
             pairing = pycolmap.SequentialPairingOptions()
             pairing.overlap = settings.sequential_overlap
@@ -492,15 +554,19 @@ def reconstruct_cameras(
     if len(scene.views) < 2:
         raise ValueError(f"SfM needs at least 2 views, the scene has {len(scene.views)}")
     index_of = {view.name: i for i, view in enumerate(scene.views)}
+    timings = SfmTimings()
     with _colmap_workspace(scene, settings.seed, "mvsam_sfm_") as work:
         images, database, output = work.images, work.database, work.output
         if settings.features == "xfeat":
-            matching, matches = _xfeat_into_database(scene, settings, work, settings.camera_model, progress)
+            matching, matches = _xfeat_into_database(
+                scene, settings, work, settings.camera_model, progress, timings
+            )
         else:
             matching = _sift_into_database(
-                scene, settings, database, images, settings.camera_model, progress=progress
+                scene, settings, database, images, settings.camera_model, progress=progress, timings=timings
             )
             matches = _sift_matches(scene, database)
+        pairs = len(matches) if settings.features == "xfeat" else len(_pairs(scene, settings)[0])
         keypoints = {}
         db = pycolmap.Database.open(database)
         try:
@@ -509,14 +575,15 @@ def reconstruct_cameras(
         finally:
             db.close()
         bar = tqdm(total=len(scene.views), desc="SfM mapping", unit="view", disable=not progress, leave=False)
-        reconstructions = pycolmap.incremental_mapping(
-            database,
-            images,
-            output,
-            options=_mapper_options(settings),
-            initial_image_pair_callback=lambda: bar.update(2),
-            next_image_callback=lambda: bar.update(1),
-        )
+        with _timed(timings, "mapping"):
+            reconstructions = pycolmap.incremental_mapping(
+                database,
+                images,
+                output,
+                options=_mapper_options(settings),
+                initial_image_pair_callback=lambda: bar.update(2),
+                next_image_callback=lambda: bar.update(1),
+            )
         bar.close()
     if not reconstructions:
         raise ValueError(
@@ -529,7 +596,7 @@ def reconstruct_cameras(
         raise ValueError(
             f"SfM registered only {len(registered_names)} view(s) of {scene.root}; need at least 2"
         )
-    with _stage("SfM PnP for views the mapper left out", progress):
+    with _stage("SfM PnP for views the mapper left out", progress), _timed(timings, "pnp"):
         pnp = _register_by_pnp(scene, reconstruction, matches, keypoints, settings)
     for view in scene.views:
         view.camera = None
@@ -550,6 +617,8 @@ def reconstruct_cameras(
         matching=matching,
         pnp=[scene.views[i].name for i in sorted(pnp)],
         features=settings.features,
+        seconds=timings,
+        pairs=pairs,
     )
     if len(reconstructions) > 1:
         report.notes.append(f"SfM found {len(reconstructions)} separate models; kept the largest")
