@@ -12,7 +12,8 @@ from PIL import Image
 from mvsam.evaluate.metrics import iou
 from mvsam.io.video import open_frames
 from mvsam.sam import load_predictor
-from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, interior_points, mask_box
+from mvsam.segment.masks import peak_points
+from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, mask_box
 
 SEQUENCE = "car-turn"
 SIZE = (240, 427)  # (height, width): half of DAVIS 480p keeps the clip small
@@ -60,7 +61,7 @@ def test_propagates_forward_on_real_clip(tracker, clip):
 @pytest.mark.slow
 def test_click_prompt_on_middle_frame_propagates_both_ways(tracker, clip):
     folder, masks = clip
-    point = interior_points(masks[3], 1)
+    point = peak_points(masks[3], 1)
     results = _run(tracker, folder, TrackPrompt(frame=3, points=point, labels=np.ones(1, np.int64)))
     assert sorted(results) == list(range(6))
     assert results[3].source == "prompt"
@@ -118,7 +119,7 @@ def test_prompt_geometry_helpers():
     mask[5:15, 10:26] = True
     np.testing.assert_array_equal(mask_box(mask), [10, 5, 25, 14])
     assert mask_box(np.zeros((4, 4), bool)) is None
-    points = interior_points(mask, 3)
+    points = peak_points(mask, 3)
     assert 1 <= len(points) <= 3
     assert all(mask[int(y), int(x)] for x, y in points)
     x, y = points[0]

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -31,10 +32,11 @@ import torch
 
 from mvsam.errors import InputError
 from mvsam.io.video import FrameSource
-from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
+from mvsam.sam.model import IMAGE_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
 from mvsam.scene import Scene
-from mvsam.segment.masks import mask_iou
+from mvsam.segment.masks import mask_iou, peak_points
+from mvsam.segment.prompting import image_mask_to_low_res_logits
 from mvsam.segment.track_memory import FEATURE_GRID, AppearanceMemory, canvas_of
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,13 @@ class TrackPrompt:
 
 @dataclass
 class TrackerConfig:
-    """Settings of :class:`Tracker`; benchmarks/bench_track.py measures them on DAVIS 2016 and DTU."""
+    """Settings of :class:`Tracker`; benchmarks/bench_track.py measures them on DAVIS 2016 and DTU.
+
+    ``TUNED`` names the settings chosen by numbers (cross-validation over the two DAVIS folds, see
+    ``bench_track.py --parts cv``); the others are fixed by design or by speed.
+    """
+
+    TUNED: ClassVar[tuple[str, ...]] = ("min_share", "same_object")
 
     tiles: int = 4  # frames whose crops share one encoder pass, as a square mosaic (1, 4 or 9)
     sam_every: int = 1  # run SAM on every k-th frame; frames in between keep the flow-carried mask
@@ -200,32 +208,6 @@ def crop_around(mask: np.ndarray, margin: float, min_side: int) -> _Tile:
         int(min(width, np.ceil(cx + half_w + 1))),
         int(min(height, np.ceil(cy + half_h + 1))),
     )
-
-
-def interior_points(mask: np.ndarray, count: int) -> np.ndarray:
-    """Up to ``count`` points deep inside the mask (distance-transform peaks, spread apart); Nx2 (x, y)."""
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    points: list[tuple[float, float]] = []
-    deepest = float(distance.max())
-    for _ in range(count):
-        y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-        radius = float(distance[y, x])
-        if radius < 1 or radius < 0.3 * deepest:
-            break
-        points.append((float(x), float(y)))
-        cv2.circle(distance, (int(x), int(y)), int(max(2 * radius, 3)), 0, -1)
-    return np.array(points, dtype=np.float64).reshape(-1, 2)
-
-
-def mask_to_low_res(mask: np.ndarray, embedding: ImageEmbedding, scale: float = 8.0) -> np.ndarray:
-    """HxW bool mask of the encoded image -> 256x256 logits laid out like SAM's own low-res output."""
-    height, width = embedding.input_size
-    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    canvas[:height, :width] = cv2.resize(
-        mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
-    )
-    low = cv2.resize(canvas, (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), interpolation=cv2.INTER_AREA)
-    return (low * 2 - 1) * scale
 
 
 class FlowCarrier:
@@ -468,8 +450,8 @@ class Tracker:
         box = mask_box(carried_mosaic)
         if box is None:
             return None
-        points = interior_points(carried_mosaic, self.config.positive_points)
-        low_res = mask_to_low_res(carried_mosaic, embedding)
+        points = peak_points(carried_mosaic, self.config.positive_points)
+        low_res = image_mask_to_low_res_logits(carried_mosaic, embedding.input_size)
         with one_thread():
             requests = [(embedding, Prompt(box=box, mask_logits=low_res))]
             single = self.predictor.predict_batch(requests, multimask=False, return_masks=False)
