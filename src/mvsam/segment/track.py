@@ -118,6 +118,10 @@ class _Memory:
     def typical_area(self) -> float:
         return float(np.median(self.areas))
 
+    def plausible(self, area: int) -> bool:
+        """Whether a mask of ``area`` pixels could be the object (0.2x to 5x its typical area)."""
+        return 0.2 * self.typical_area <= area <= 5 * self.typical_area
+
 
 @dataclass
 class _Tile:
@@ -558,7 +562,7 @@ class Tracker:
         best = None
         for mask, score in zip(result.masks, result.scores, strict=True):
             area = int(mask.sum())
-            if not 0.2 * memory.typical_area <= area <= 5 * memory.typical_area:
+            if not memory.plausible(area):
                 continue
             share = memory.cells.share(margin, canvas_of(mask, embedding))
             log.debug("re-detection candidate: area %d, SAM score %.3f, object-like %.3f", area, score, share)
@@ -595,8 +599,9 @@ class Tracker:
         state: _PassState,
         memory: _Memory,
     ) -> FrameResult:
-        """Keep SAM's mask when flow, appearance and SAM agree; else fall back to the carried mask while it
-        still looks like the object; else declare the object gone."""
+        """Keep SAM's mask when flow, appearance and SAM agree, or when it alone looks like the object as
+        surely as a re-detection must (and more than the carried mask); else fall back to the carried mask
+        while it still looks like the object; else declare the object gone."""
         config = self.config
         if candidate is None:
             return FrameResult(index, carried, state.score, True, "flow")
@@ -613,6 +618,13 @@ class Tracker:
             if candidate.agreement >= config.memory_iou and candidate.score >= config.memory_score:
                 if memory.cells.add(candidate.embedding, candidate.canvas, candidate.region):
                     memory.add_area(int(candidate.mask.sum()))
+            return FrameResult(index, candidate.mask, state.score, True, "sam")
+        if (
+            candidate.share >= config.redetect_share
+            and candidate.share > candidate.carried_share
+            and memory.plausible(int(candidate.mask.sum()))
+        ):  # flow lost the shape (a wide jump, an occluder); SAM's mask near it passes the re-detection bar
+            state.score = min(1.0, candidate.score) * candidate.share
             return FrameResult(index, candidate.mask, state.score, True, "sam")
         if candidate.carried_share < config.min_share:
             state.present = False
