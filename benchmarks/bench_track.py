@@ -9,6 +9,10 @@
   the view farthest from the rest), tracked from the first view's ground-truth mask as if they were a video;
   IoU per view, 3AM's Pos IoU and Suc IoU. The object is carried by the 3D voxel memory over the
   plane-sweep depth of ``scene.geometry()`` (cached after the first run); ``--no-geometry``: flow only.
+- cv: the cross-validation that chooses ``TrackerConfig.TUNED``: each candidate of ``CV_GRID`` (one setting
+  moved from the default at a time) is scored on each fold at every ``--cv-step``-th frame (cheaper); the
+  best on one fold is then scored on the other fold at every ``--cv-held-step``-th frame (held out), both
+  ways.
 - objects: the bundled demo scene's 8 views as a camera path, tracked from view 0's instance map with object 1
   alone and then with all 4 objects; CPU seconds of each run and their ratio (what the extra objects cost),
   and IoU per object.
@@ -64,6 +68,63 @@ def bench_davis(tracker: Tracker, data: Path) -> dict:
         print(report.table())
         frames = sum(s.frames + 1 for s in report.sequences)
         result[fold] = {**asdict(report), "cpu_seconds_per_frame": (time.process_time() - cpu) / frames}
+    return result
+
+
+CV_GRID = {"min_share": (0.2, 0.3, 0.5), "same_object": (0.65, 0.7, 0.75)}  # TrackerConfig.TUNED's values
+
+
+def cv_candidates(base: TrackerConfig) -> list[dict]:
+    """The default, then each tuned setting moved to each of its other grid values alone."""
+    assert set(CV_GRID) == set(TrackerConfig.TUNED)
+    candidates = [{}]
+    for name, values in CV_GRID.items():
+        candidates += [{name: value} for value in values if value != getattr(base, name)]
+    return candidates
+
+
+def bench_cv(tracker: Tracker, data: Path, step: int, held_step: int, json_path: Path) -> dict:
+    """Tune on one fold (every ``step``-th frame), report the chosen settings on the other (every
+    ``held_step``-th frame; a held-out score at the tuning step is the sweep's own row, so costs nothing)."""
+    base, predictor = tracker.config, tracker.predictor
+    result: dict = {"step": step, "held_step": held_step, "grid": CV_GRID, "sweep": {}, "held_out": {}}
+    for fold in FOLDS:
+        rows = []
+        for candidate in cv_candidates(base):
+            report = evaluate_davis(Tracker(predictor, replace(base, **candidate)), data / fold, step=step)
+            per_video = {score.name: score.jf for score in report.sequences}
+            rows.append(
+                {
+                    "settings": candidate,
+                    "jf": report.jf,
+                    "false_present": report.false_present,
+                    "per_video": per_video,
+                }
+            )
+            print(
+                f"tune on {fold} (every {step}th frame): {candidate or 'default'} J&F {report.jf:.3f}, "
+                f"false present {report.false_present}",
+                flush=True,
+            )
+            json_path.write_text(json.dumps(result | {"sweep": result["sweep"] | {fold: rows}}, indent=2))
+        result["sweep"][fold] = rows
+    for tuned, held in (FOLDS, FOLDS[::-1]):
+        best = max(result["sweep"][tuned], key=lambda row: (row["jf"], -row["false_present"]))
+        if held_step == step:
+            (row,) = [row for row in result["sweep"][held] if row["settings"] == best["settings"]]
+            result["held_out"][held] = {"tuned_on": tuned, **row}
+            print(f"tuned on {tuned}: {best['settings'] or 'default'}; held out {held}: J&F {row['jf']:.3f}")
+            continue
+        report = evaluate_davis(
+            Tracker(predictor, replace(base, **best["settings"])), data / held, step=held_step
+        )
+        print(f"tuned on {tuned}: {best['settings'] or 'default'}; held out {held}:")
+        print(report.table(), flush=True)
+        result["held_out"][held] = {"tuned_on": tuned, "settings": best["settings"], **asdict(report)}
+        json_path.write_text(json.dumps(result, indent=2))
+    means = [result["held_out"][fold]["jf"] for fold in FOLDS]
+    result["held_out_mean_jf"] = float(np.mean(means))
+    print(f"held-out J&F: fold A {means[0]:.3f}, fold B {means[1]:.3f}, mean {np.mean(means):.3f}")
     return result
 
 
@@ -192,11 +253,13 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["davis", "rss", "dtu", "objects"],
+        choices=["davis", "rss", "dtu", "objects", "cv"],
         default=["davis", "rss", "dtu", "objects"],
     )
     parser.add_argument("--tiles", type=int, default=TrackerConfig.tiles)
     parser.add_argument("--sam-every", type=int, default=TrackerConfig.sam_every)
+    parser.add_argument("--cv-step", type=int, default=3, help="cv: tune on every k-th frame")
+    parser.add_argument("--cv-held-step", type=int, default=1, help="cv: score held out on every k-th frame")
     parser.add_argument("--no-geometry", action="store_true", help="DTU sweep by flow only")
     parser.add_argument("--json", type=Path, default=Path("bench_track.json"))
     args = parser.parse_args()
@@ -206,6 +269,10 @@ def main() -> None:
     for part, bench in [("davis", bench_davis), ("rss", bench_rss), ("objects", bench_objects)]:
         if part in args.parts:
             results[part] = bench(tracker, args.data)
+    if "cv" in args.parts:
+        results["cv"] = bench_cv(
+            tracker, args.data, args.cv_step, args.cv_held_step, args.json.with_suffix(".cv.json")
+        )
     if "dtu" in args.parts:
         results["dtu"] = bench_dtu(tracker, args.data, use_geometry=not args.no_geometry)
     args.json.write_text(json.dumps(results, indent=2))

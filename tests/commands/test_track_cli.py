@@ -195,7 +195,7 @@ def test_track_palette_prompt_follows_every_object_along_demo_camera_path(
             ious[k].append(iou(mask, truth[view] == k))
     for k, scores in ious.items():
         assert min(scores[:4]) >= 0.9, (k, scores)  # steps of ~21 degrees: flow holds for 3 of them
-        assert np.mean(scores) >= 0.65, (k, scores)  # measured: 0.98, 0.80, 0.98, 0.74
+        assert np.mean(scores) >= 0.65, (k, scores)  # measured: 0.98, 0.86, 0.99, 0.73
 
 
 @pytest.mark.slow

@@ -71,3 +71,5 @@ def test_davis_rejects_bad_folders(davis, tmp_path, mobile_sam_checkpoint):
     tracker = Tracker(load_predictor("mobile_sam", checkpoint=mobile_sam_checkpoint, cache_dir=None))
     with pytest.raises(ValueError, match="unknown sequences"):
         evaluate_davis(tracker, davis, ["boat"])
+    with pytest.raises(ValueError, match="step is a whole number"):
+        evaluate_davis(tracker, davis, step=0)

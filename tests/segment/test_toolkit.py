@@ -14,10 +14,17 @@ from mvsam.segment.masks import (
     keep_large_components,
     mask_iou,
     pairwise_overlap,
+    peak_points,
     sample_at_centres,
     scale_points,
 )
-from mvsam.segment.prompting import PromptSettings, footprint_prompt, mask_to_low_res_logits, working_size
+from mvsam.segment.prompting import (
+    PromptSettings,
+    footprint_prompt,
+    image_mask_to_low_res_logits,
+    mask_to_low_res_logits,
+    working_size,
+)
 
 
 def _square(shape, y0, y1, x0, x1):
@@ -47,6 +54,26 @@ def test_components_sampling_and_resampling():
     assert np.allclose(points[0], [14.5, 14.5], atol=0.6)  # deepest first
     assert sample_at_centres(np.arange(36).reshape(6, 6), (2, 2)).tolist() == [[7, 10], [25, 28]]
     assert np.allclose(scale_points([[0, 0], [3, 1]], (4, 2), (8, 4)), [[0.5, 0.5], [6.5, 2.5]])
+
+
+def test_peak_points_visit_each_part_of_the_shape():
+    two_parts = _square((40, 60), 5, 35, 5, 25) | _square((40, 60), 10, 30, 40, 56)  # 20 and 16 wide
+    points = peak_points(two_parts, 3)
+    assert abs(points[0][0] - 14.5) <= 1 and 14 <= points[0][1] <= 25  # on the deeper part's middle line
+    assert abs(points[1][0] - 47.5) <= 1 and 17 <= points[1][1] <= 22  # then the other part's centre
+    assert two_parts[points[:, 1].astype(int), points[:, 0].astype(int)].all()
+    assert peak_points(np.zeros((8, 8), bool), 3).shape == (0, 2)
+
+
+def test_image_mask_low_res_logits_follow_the_encoder_layout():
+    mask = _square((480, 640), 120, 360, 160, 480)  # the middle quarter of a 4:3 image
+    logits = image_mask_to_low_res_logits(mask, (768, 1024))  # the encoder's resized 4:3 input
+    assert logits.shape == (256, 256) and logits.dtype == np.float32
+    assert logits[96, 128] == pytest.approx(8.0) and logits[10, 10] == pytest.approx(-8.0)
+    assert logits[200:, :].max() == pytest.approx(-8.0)  # the padding below the image is background
+    inside = logits > 0
+    rows, cols = np.nonzero(inside)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (48, 143, 64, 191)
 
 
 def test_footprint_prompt_structure_and_coordinates():

@@ -12,7 +12,9 @@ from PIL import Image
 from mvsam.evaluate.metrics import iou
 from mvsam.io.video import open_frames
 from mvsam.sam import load_predictor
-from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, interior_points, mask_box
+from mvsam.segment.masks import peak_points
+from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt, _Candidate, _Memory, _PassState, mask_box
+from mvsam.segment.track_memory import AppearanceMemory
 
 SEQUENCE = "car-turn"
 SIZE = (240, 427)  # (height, width): half of DAVIS 480p keeps the clip small
@@ -60,7 +62,7 @@ def test_propagates_forward_on_real_clip(tracker, clip):
 @pytest.mark.slow
 def test_click_prompt_on_middle_frame_propagates_both_ways(tracker, clip):
     folder, masks = clip
-    point = interior_points(masks[3], 1)
+    point = peak_points(masks[3], 1)
     results = _run(tracker, folder, TrackPrompt(frame=3, points=point, labels=np.ones(1, np.int64)))
     assert sorted(results) == list(range(6))
     assert results[3].source == "prompt"
@@ -118,8 +120,36 @@ def test_prompt_geometry_helpers():
     mask[5:15, 10:26] = True
     np.testing.assert_array_equal(mask_box(mask), [10, 5, 25, 14])
     assert mask_box(np.zeros((4, 4), bool)) is None
-    points = interior_points(mask, 3)
+    points = peak_points(mask, 3)
     assert 1 <= len(points) <= 3
     assert all(mask[int(y), int(x)] for x, y in points)
     x, y = points[0]
     assert 14 <= x <= 21 and 8 <= y <= 11  # the deepest point is near the middle
+
+
+def test_judge_takes_sam_over_a_lost_flow_shape_only_on_the_redetection_bar(tracker):
+    """A wide jump breaks the flow-carried shape (demo camera path, box view 5: SAM's mask agrees 0.47 with
+    it but lies 92% on object-like cells, the carried shape 59%): SAM's mask is taken when it passes the
+    re-detection bar, looks more like the object than the carried shape and has a plausible area."""
+    carried = np.zeros((40, 40), bool)
+    carried[5:15, 5:15] = True
+    sam = np.zeros((40, 40), bool)
+    sam[8:20, 8:20] = True  # IoU with the carried shape 0.29
+    bar = tracker.config.redetect_share
+
+    def judge(share, carried_share, typical_area=120):
+        candidate = _Candidate(sam, 0.95, 0.29, share, carried_share, None, None, None)
+        memory = _Memory(AppearanceMemory(), areas=[typical_area])
+        return tracker._judge(7, carried, candidate, _PassState(mask=carried), memory)
+
+    taken = judge(bar + 0.1, 0.5)
+    assert taken.source == "sam" and taken.present and np.array_equal(taken.mask, sam)
+    assert taken.score == pytest.approx(0.95 * (bar + 0.1))
+    for share, carried_share, area in [
+        (bar - 0.1, 0.5, 120),
+        (bar + 0.1, bar + 0.15, 120),
+        (bar + 0.1, 0.5, 20),
+    ]:
+        kept = judge(share, carried_share, area)  # below the bar; carried looks as good; implausible area
+        assert kept.source == "flow" and np.array_equal(kept.mask, carried)
+    assert judge(0.1, 0.1).source == "absent"  # neither looks like the object

@@ -3,7 +3,8 @@
 Layout read: ``DIR/JPEGImages/480p/<seq>/NNNNN.jpg`` and ``DIR/Annotations/480p/<seq>/NNNNN.png``.
 J is region IoU, F the boundary F-measure (tolerance ceil(0.008 x diagonal)), J&F their mean; each is
 averaged over a sequence's frames, then over sequences. ``false_present`` counts frames where the tracker
-says the object is there but its mask does not touch the ground truth (a hijacked track).
+says the object is there but its mask does not touch the ground truth (a hijacked track). ``step`` > 1 tracks
+every step-th frame only (a cheaper protocol for tuning sweeps; the reported protocol uses every frame).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mvsam.commands.common import add_model_arguments, write_json_report
 from mvsam.errors import InputError
 from mvsam.evaluate.metrics import boundary_f, iou
 from mvsam.io.images import list_images, read_mask_png
-from mvsam.io.video import open_frames
+from mvsam.io.video import FolderFrames, open_frames
 from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt
 
 RESOLUTION = "480p"
@@ -73,9 +74,11 @@ def davis_sequences(data: Path) -> list[str]:
     return sorted(p.name for p in images.iterdir() if p.is_dir() and (annotations / p.name).is_dir())
 
 
-def evaluate_sequence(tracker: Tracker, data: Path, name: str) -> SequenceScore:
-    """Track one sequence from its first ground-truth mask and score every later frame."""
+def evaluate_sequence(tracker: Tracker, data: Path, name: str, step: int = 1) -> SequenceScore:
+    """Track one sequence (every ``step``-th frame) from its first ground-truth mask and score every later
+    frame tracked."""
     frames = open_frames(data / "JPEGImages" / RESOLUTION / name)
+    frames = FolderFrames(frames.paths[::step], frames.size)
     annotations = list_images(data / "Annotations" / RESOLUTION / name)
     by_stem = {path.stem: path for path in annotations}
     missing = [stem for stem in frames.stems if stem not in by_stem]
@@ -100,9 +103,14 @@ def evaluate_sequence(tracker: Tracker, data: Path, name: str) -> SequenceScore:
     return SequenceScore(name, len(js), j, f, (j + f) / 2, seconds, fps, sam_frames, false_present)
 
 
-def evaluate_davis(tracker: Tracker, data: str | Path, sequences: list[str] | None = None) -> DavisReport:
-    """Run the semi-supervised protocol on ``sequences`` (all found under ``data`` when None)."""
+def evaluate_davis(
+    tracker: Tracker, data: str | Path, sequences: list[str] | None = None, step: int = 1
+) -> DavisReport:
+    """Run the semi-supervised protocol on ``sequences`` (all found under ``data`` when None), on every
+    ``step``-th frame."""
     data = Path(data)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise InputError(f"step is a whole number of frames >= 1, got {step!r}")
     available = davis_sequences(data)
     if sequences:
         unknown = sorted(set(sequences) - set(available))
@@ -113,7 +121,7 @@ def evaluate_davis(tracker: Tracker, data: str | Path, sequences: list[str] | No
         raise InputError(f"{data}: no sequences found")
     scores = []
     for name in names:
-        scores.append(evaluate_sequence(tracker, data, name))
+        scores.append(evaluate_sequence(tracker, data, name, step))
         s = scores[-1]
         tqdm.write(f"{name}: J {s.j:.3f}  F {s.f:.3f}  J&F {s.jf:.3f}  {s.fps:.2f} fps")
     j = sum(s.j for s in scores) / len(scores)

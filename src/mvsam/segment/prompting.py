@@ -57,6 +57,24 @@ def mask_to_low_res_logits(mask: np.ndarray, magnitude: float = MASK_PROMPT_LOGI
     return logits
 
 
+def image_mask_to_low_res_logits(
+    mask: np.ndarray, input_size: tuple[int, int], magnitude: float = MASK_PROMPT_LOGIT
+) -> np.ndarray:
+    """HxW bool mask of an encoded image -> 256x256 float32 logits laid out like SAM's own low-res output.
+
+    ``input_size`` = (height, width) of the image resized for the encoder (``ImageEmbedding.input_size``).
+    Unlike :func:`mask_to_low_res_logits` (a mask already on the working raster) the mask is area-averaged
+    down, so edge cells get logits between -magnitude and +magnitude.
+    """
+    height, width = input_size
+    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    canvas[:height, :width] = cv2.resize(
+        np.asarray(mask, np.float32), (width, height), interpolation=cv2.INTER_AREA
+    )
+    low = cv2.resize(canvas, (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), interpolation=cv2.INTER_AREA)
+    return (low * 2 - 1) * magnitude
+
+
 def box_with_margin(mask: np.ndarray, margin: float, full_size: tuple[int, int]) -> np.ndarray:
     """(x0, y0, x1, y1) full-resolution pixel-edge box of a working-raster mask, grown by ``margin`` x its
     size on each side and clipped to the image; ``full_size`` = (width, height)."""

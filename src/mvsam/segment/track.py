@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -31,10 +32,11 @@ import torch
 
 from mvsam.errors import InputError
 from mvsam.io.video import FrameSource
-from mvsam.sam.model import IMAGE_SIZE, LOW_RES_MASK_SIZE
+from mvsam.sam.model import IMAGE_SIZE
 from mvsam.sam.predictor import ImageEmbedding, Prompt, SamPredictor, upscale_logits
 from mvsam.scene import Scene
-from mvsam.segment.masks import mask_iou
+from mvsam.segment.masks import mask_iou, peak_points
+from mvsam.segment.prompting import image_mask_to_low_res_logits
 from mvsam.segment.track_memory import FEATURE_GRID, AppearanceMemory, canvas_of
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,13 @@ class TrackPrompt:
 
 @dataclass
 class TrackerConfig:
-    """Settings of :class:`Tracker`; benchmarks/bench_track.py measures them on DAVIS 2016 and DTU."""
+    """Settings of :class:`Tracker`; benchmarks/bench_track.py measures them on DAVIS 2016 and DTU.
+
+    ``TUNED`` names the settings chosen by numbers (cross-validation over the two DAVIS folds, see
+    ``bench_track.py --parts cv``); the others are fixed by design or by speed.
+    """
+
+    TUNED: ClassVar[tuple[str, ...]] = ("min_share", "same_object")
 
     tiles: int = 4  # frames whose crops share one encoder pass, as a square mosaic (1, 4 or 9)
     sam_every: int = 1  # run SAM on every k-th frame; frames in between keep the flow-carried mask
@@ -109,6 +117,10 @@ class _Memory:
     @property
     def typical_area(self) -> float:
         return float(np.median(self.areas))
+
+    def plausible(self, area: int) -> bool:
+        """Whether a mask of ``area`` pixels could be the object (0.2x to 5x its typical area)."""
+        return 0.2 * self.typical_area <= area <= 5 * self.typical_area
 
 
 @dataclass
@@ -200,32 +212,6 @@ def crop_around(mask: np.ndarray, margin: float, min_side: int) -> _Tile:
         int(min(width, np.ceil(cx + half_w + 1))),
         int(min(height, np.ceil(cy + half_h + 1))),
     )
-
-
-def interior_points(mask: np.ndarray, count: int) -> np.ndarray:
-    """Up to ``count`` points deep inside the mask (distance-transform peaks, spread apart); Nx2 (x, y)."""
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    points: list[tuple[float, float]] = []
-    deepest = float(distance.max())
-    for _ in range(count):
-        y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-        radius = float(distance[y, x])
-        if radius < 1 or radius < 0.3 * deepest:
-            break
-        points.append((float(x), float(y)))
-        cv2.circle(distance, (int(x), int(y)), int(max(2 * radius, 3)), 0, -1)
-    return np.array(points, dtype=np.float64).reshape(-1, 2)
-
-
-def mask_to_low_res(mask: np.ndarray, embedding: ImageEmbedding, scale: float = 8.0) -> np.ndarray:
-    """HxW bool mask of the encoded image -> 256x256 logits laid out like SAM's own low-res output."""
-    height, width = embedding.input_size
-    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    canvas[:height, :width] = cv2.resize(
-        mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
-    )
-    low = cv2.resize(canvas, (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), interpolation=cv2.INTER_AREA)
-    return (low * 2 - 1) * scale
 
 
 class FlowCarrier:
@@ -468,8 +454,8 @@ class Tracker:
         box = mask_box(carried_mosaic)
         if box is None:
             return None
-        points = interior_points(carried_mosaic, self.config.positive_points)
-        low_res = mask_to_low_res(carried_mosaic, embedding)
+        points = peak_points(carried_mosaic, self.config.positive_points)
+        low_res = image_mask_to_low_res_logits(carried_mosaic, embedding.input_size)
         with one_thread():
             requests = [(embedding, Prompt(box=box, mask_logits=low_res))]
             single = self.predictor.predict_batch(requests, multimask=False, return_masks=False)
@@ -576,7 +562,7 @@ class Tracker:
         best = None
         for mask, score in zip(result.masks, result.scores, strict=True):
             area = int(mask.sum())
-            if not 0.2 * memory.typical_area <= area <= 5 * memory.typical_area:
+            if not memory.plausible(area):
                 continue
             share = memory.cells.share(margin, canvas_of(mask, embedding))
             log.debug("re-detection candidate: area %d, SAM score %.3f, object-like %.3f", area, score, share)
@@ -613,8 +599,9 @@ class Tracker:
         state: _PassState,
         memory: _Memory,
     ) -> FrameResult:
-        """Keep SAM's mask when flow, appearance and SAM agree; else fall back to the carried mask while it
-        still looks like the object; else declare the object gone."""
+        """Keep SAM's mask when flow, appearance and SAM agree, or when it alone looks like the object as
+        surely as a re-detection must (and more than the carried mask); else fall back to the carried mask
+        while it still looks like the object; else declare the object gone."""
         config = self.config
         if candidate is None:
             return FrameResult(index, carried, state.score, True, "flow")
@@ -631,6 +618,13 @@ class Tracker:
             if candidate.agreement >= config.memory_iou and candidate.score >= config.memory_score:
                 if memory.cells.add(candidate.embedding, candidate.canvas, candidate.region):
                     memory.add_area(int(candidate.mask.sum()))
+            return FrameResult(index, candidate.mask, state.score, True, "sam")
+        if (
+            candidate.share >= config.redetect_share
+            and candidate.share > candidate.carried_share
+            and memory.plausible(int(candidate.mask.sum()))
+        ):  # flow lost the shape (a wide jump, an occluder); SAM's mask near it passes the re-detection bar
+            state.score = min(1.0, candidate.score) * candidate.share
             return FrameResult(index, candidate.mask, state.score, True, "sam")
         if candidate.carried_share < config.min_share:
             state.present = False

@@ -24,13 +24,13 @@ from mvsam.lift.votes import ViewVoxels, VoxelVotes
 from mvsam.lift.voxels import VoxelGrid, default_voxel_size
 from mvsam.sam.predictor import Prompt, upscale_logits
 from mvsam.scene import Camera, Scene
+from mvsam.segment.masks import peak_points
+from mvsam.segment.prompting import image_mask_to_low_res_logits
 from mvsam.segment.track import (
     FrameResult,
     Tracker,
     TrackPrompt,
-    interior_points,
     mask_box,
-    mask_to_low_res,
     one_thread,
     validate_prompt,
 )
@@ -169,7 +169,7 @@ class GeometricTracker:
             int(max(0, y0 - grow_y)) : int(min(height, y1 + grow_y + 1)),
             int(max(0, x0 - grow_x)) : int(min(width, x1 + grow_x + 1)),
         ] = True
-        return interior_points(region & carried.known & ~carried.mask, self.config.negative_points)
+        return peak_points(region & carried.known & ~carried.mask, self.config.negative_points)
 
     def _segment(self, frame: np.ndarray, carried: Carried) -> _Decoded | None:
         """SAM on one crop around the carried mask (one crop per encoding), best candidate by agreement."""
@@ -180,13 +180,14 @@ class GeometricTracker:
         box = mask_box(carried_mosaic)
         if box is None:
             return None
-        positives = interior_points(carried_mosaic, self.config.positive_points)
+        positives = peak_points(carried_mosaic, self.config.positive_points)
         negatives = self._negative_points(carried, mask_box(carried.mask), carried.mask.shape)
         negatives = to_mosaic_points(negatives, tile)
         points = np.concatenate([positives, negatives])
         labels = np.concatenate([np.ones(len(positives), np.int64), np.zeros(len(negatives), np.int64)])
         with one_thread():
-            requests = [(embedding, Prompt(box=box, mask_logits=mask_to_low_res(carried_mosaic, embedding)))]
+            low_res = image_mask_to_low_res_logits(carried_mosaic, embedding.input_size)
+            requests = [(embedding, Prompt(box=box, mask_logits=low_res))]
             single = tracker.predictor.predict_batch(requests, multimask=False, return_masks=False)
             # Without the box too: a footprint that is partial (the far side of the object is not yet
             # remembered) gives too small a box, and only the known pixels judge the candidates.
