@@ -21,8 +21,9 @@ only the views whose footprint changed or whose mask puts the new click on the w
 
 Geometry: dense depth (provided or MVS) when the views have it; otherwise the SfM points each view
 observes are splatted into a sparse depth map (prompt propagation through tracks). Unknown is not outside:
-pixels without depth near voted ones take the nearest voted side, and XFeat matches to the prompted views
-carry their labels into the others (boxes and candidate choice). A view without camera or depth is
+pixels without depth where the voxels voted inside the object project (depth from other views) count as
+inside, pixels without depth near voted ones take the nearest voted side, and XFeat matches to the prompted
+views carry their labels into the others (boxes and candidate choice). A view without camera or depth is
 segmented through those correspondences alone (:mod:`mvsam.segment.correspondences`), or reported.
 The clicked view is the user's: its mask is SAM's own answer to the user's prompts there (highest
 predicted IoU among candidates that respect every click), and 3D may only swap it for a candidate within
@@ -98,6 +99,7 @@ class SegmenterConfig:
     anchor_iou: float = (
         0.95  # in a prompted view, 3D may only pick candidates this close to the user's object
     )
+    silhouette_fill: bool = True  # pixels without depth where the voted object projects count as inside
 
     def validate(self) -> None:
         if self.max_iterations < 1:
@@ -960,9 +962,11 @@ class Segmenter:
         requests, owners, regions = [], [], {}
         previous = {s.index: s.mask for s in self._states}
         fixed = {i for i, user in self.user.items() if user.mask is not None}
+        centres = self._object_centres()
         for state, footprint in zip(self._states, footprints, strict=True):
             if footprint is None or state.index in fixed:
                 continue
+            footprint = self._fill_from_silhouette(state, footprint, centres)
             foreground, background = self._regions(state, footprint)
             if np.count_nonzero(foreground) < cfg.min_visible:
                 if state.index not in self.user:  # the object is not seen here
@@ -988,7 +992,10 @@ class Segmenter:
                 prompt.box = user.box
             else:  # the box takes in the positive clicks this view sees and the matched positives
                 inside = np.concatenate(
-                    [points[labels == 1].reshape(-1, 2), self._matched_extent(state.index)]
+                    [
+                        points[labels == 1].reshape(-1, 2),
+                        self._matched_extent(state.index),
+                    ]
                 )
                 if len(inside):
                     prompt.box = np.concatenate(
@@ -1061,6 +1068,32 @@ class Segmenter:
             union = np.count_nonzero(old | new)
             changes.append(0.0 if union == 0 else 1 - np.count_nonzero(old & new) / union)
         return float(np.mean(changes)) if changes else 0.0
+
+    def _object_centres(self) -> np.ndarray:
+        """Nx3 world centres of the voxels the current votes put inside the object (0x3 when
+        ``silhouette_fill`` is off)."""
+        if not self.config.silhouette_fill:
+            return np.zeros((0, 3))
+        return self.votes.centers()[self.votes.probability() > 0.5]
+
+    def _fill_from_silhouette(
+        self, state: _ViewState, footprint: np.ndarray, centres: np.ndarray
+    ) -> np.ndarray:
+        """The footprint with its pixels that have no depth of their own set to inside where the object's
+        voted voxels land in this view (Nx3 ``centres``, splatted, closed, specks dropped).
+
+        Few wide-baseline neighbours leave plane-sweep depth on 3-30% of a view's pixels; the other views'
+        depth then stands in for the holes, so a part of the object seen with depth elsewhere is not lost
+        here. Pixels with depth keep their own vote.
+        """
+        width, height = state.size
+        if len(centres) == 0 or state.sparse or state.depth is None or np.all(state.depth > 0):
+            return footprint
+        covered = splat_points(state.camera, centres, width, height, 1).index >= 0
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        covered = cv2.morphologyEx(covered.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+        covered = _keep_large_components(covered, self.config.min_visible)
+        return np.where((state.depth <= 0) & covered, np.float32(1), footprint)
 
     def _matched_extent(self, index: int) -> np.ndarray:
         """(2x2) corners of the 5-95% extent of the positives matched from the prompted views (0x2 when
