@@ -444,8 +444,8 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     ``auto`` (unless ``$MVSAM_DECODER`` names another) is ``onnx`` when onnxruntime is installed, else
     ``openvino`` when OpenVINO is, else ``torch``; a runtime that is missing or fails falls back along
     the same order with a warning. All run the float32 model (mask IoU >= 0.99 against torch). On 2
-    shared cores ONNX Runtime decoded a prompt set 3.6-7.2x faster than eager torch, OpenVINO 2.5-5.8x
-    (``benchmarks/bench_decoder.py``, loaded runs; README "Segment Anything engine").
+    cores ONNX Runtime decoded a prompt set 1.9x faster than eager torch at load 5, 7.2x at load 25
+    (OpenVINO 1.6x, 5.8x; ``benchmarks/bench_decoder.py``, README "Measured results").
     """
     if backend not in DECODER_BACKENDS:
         raise InputError(f"unknown decoder backend {backend!r}; choose one of {', '.join(DECODER_BACKENDS)}")

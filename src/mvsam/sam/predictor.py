@@ -345,7 +345,7 @@ def load_predictor(
     keep embeddings in memory only. ``encoder``: the image encoder backend, "auto", "torch",
     "torch-fused" or "onnx" (see :mod:`mvsam.sam.accelerate`; all match the official model).
     ``decoder``: the mask decoder backend, "torch" (default), "auto", "onnx" or "openvino"; the
-    exported ones are 2.5-3.6x faster per prompt set (the web app uses ``auto``).
+    exported ones are ~2x faster per prompt set on 2 cores, more on shared ones (the web app: ``auto``).
     """
     path = resolve_checkpoint(model_type, checkpoint)
     model = load_sam(model_type, read_state_dict(path))
