@@ -54,7 +54,7 @@ from tqdm import tqdm
 from mvsam.errors import InputError
 from mvsam.evaluate.metrics import iou
 from mvsam.geometry.features import Features, scene_features
-from mvsam.lift.project import resize_camera, splat_points
+from mvsam.lift.project import project_points, resize_camera, splat_points
 from mvsam.lift.votes import ViewVoxels, VoxelVotes
 from mvsam.lift.voxels import VoxelGrid, default_voxel_size
 from mvsam.sam.model import LOW_RES_MASK_SIZE
@@ -1089,9 +1089,14 @@ class Segmenter:
         width, height = state.size
         if len(centres) == 0 or state.sparse or state.depth is None or np.all(state.depth > 0):
             return footprint
-        covered = splat_points(state.camera, centres, width, height, 1).index >= 0
+        # coverage only, no z-buffer: each centre marks the 3x3 pixels around where it lands
+        xy, _, in_image = project_points(state.camera, centres, width, height)
+        pixels = np.rint(xy[in_image]).astype(np.int64)
+        covered = np.zeros((height, width), dtype=np.uint8)
+        covered[pixels[:, 1], pixels[:, 0]] = 1
+        covered = cv2.dilate(covered, np.ones((3, 3), dtype=np.uint8))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        covered = cv2.morphologyEx(covered.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+        covered = cv2.morphologyEx(covered, cv2.MORPH_CLOSE, kernel).astype(bool)
         covered = _keep_large_components(covered, self.config.min_visible)
         return np.where((state.depth <= 0) & covered, np.float32(1), footprint)
 
