@@ -140,17 +140,28 @@ def _onnxruntime_session(path: Path, threads: int | None):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _openvino_compiled(path: Path, precision: str, threads: int | None):
-    """The model at ``path`` compiled by OpenVINO's CPU plugin ("f32" or "bf16" precision)."""
-    import openvino
+class _OpenVinoModel:
+    """The model at ``path`` compiled by OpenVINO's CPU plugin ("f32" or "bf16" precision), with one
+    infer request: calls from several threads take turns."""
 
-    config = {
-        "INFERENCE_PRECISION_HINT": precision,
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-        "ENABLE_CPU_PINNING": False,  # the cores are shared with torch and other processes
-    }
-    return openvino.Core().compile_model(str(path), "CPU", config)
+    def __init__(self, path: Path, precision: str, threads: int | None) -> None:
+        import openvino
+
+        config = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "ENABLE_CPU_PINNING": False,  # the cores are shared with torch and other processes
+        }
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.lock = threading.Lock()
+
+    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Every output of one inference on ``inputs`` (in the model's input order), copied."""
+        with self.lock:
+            result = self.request.infer(dict(enumerate(inputs)))
+            return [result[output].copy() for output in self.compiled.outputs]
 
 
 class OnnxEncoder:
@@ -179,19 +190,14 @@ class OpenVinoEncoder:
     """
 
     def __init__(self, path: Path, precision: str, threads: int | None = None) -> None:
-        self.compiled = _openvino_compiled(path, precision, threads)
-        self.request = self.compiled.create_infer_request()
-        self.lock = threading.Lock()  # one infer request: calls from several threads take turns
+        self.model = _OpenVinoModel(path, precision, threads)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         if tuple(pixels.shape) != (1, 3, IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(
                 f"the OpenVINO encoder takes 1x3x{IMAGE_SIZE}x{IMAGE_SIZE} pixels, got {tuple(pixels.shape)}"
             )
-        array = pixels.detach().float().contiguous().numpy()
-        with self.lock:
-            result = self.request.infer({0: array})
-            embedding = result[self.compiled.output(0)].copy()
+        (embedding,) = self.model.infer([pixels.detach().float().contiguous().numpy()])
         return torch.from_numpy(embedding)
 
 
@@ -253,15 +259,15 @@ def openvino_available() -> bool:
     return True
 
 
-def _chosen_backend(backend: str) -> str:
-    """``backend`` with ``auto`` replaced by ``$MVSAM_ENCODER`` when that is set (and valid)."""
-    if backend != "auto" or not os.environ.get(ENCODER_ENV):
+def _chosen_backend(backend: str, variable: str, backends: tuple[str, ...], part: str) -> str:
+    """``backend`` with ``auto`` replaced by the environment ``variable`` when that is set (and one of
+    ``backends``; ``part`` names them in the error: "an encoder", "a decoder")."""
+    if backend != "auto" or not os.environ.get(variable):
         return backend
-    chosen = os.environ[ENCODER_ENV].strip()
-    if chosen not in ENCODER_BACKENDS:
+    chosen = os.environ[variable].strip()
+    if chosen not in backends:
         raise InputError(
-            f"{ENCODER_ENV}={chosen!r} is not an encoder backend; set it to one of "
-            f"{', '.join(ENCODER_BACKENDS)} or unset it"
+            f"{variable}={chosen!r} is not {part} backend; set it to one of {', '.join(backends)} or unset it"
         )
     return chosen
 
@@ -276,7 +282,7 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     """
     if backend not in ENCODER_BACKENDS:
         raise InputError(f"unknown encoder backend {backend!r}; choose one of {', '.join(ENCODER_BACKENDS)}")
-    backend = _chosen_backend(backend)
+    backend = _chosen_backend(backend, ENCODER_ENV, ENCODER_BACKENDS, "an encoder")
     if backend == "torch" or (backend == "auto" and model_type != "mobile_sam"):
         return EncoderBackend("torch-fp32", model.image_encoder)
     if backend == "torch-fused":
@@ -414,9 +420,7 @@ class ExportedDecoder:
     def __init__(self, path: Path, runtime: str, threads: int | None = None) -> None:
         self.runtime = runtime
         if runtime == "openvino":
-            self.compiled = _openvino_compiled(path, "f32", threads)
-            self.request = self.compiled.create_infer_request()
-            self.lock = threading.Lock()  # one infer request: calls from several threads take turns
+            self.model = _OpenVinoModel(path, "f32", threads)
         else:
             self.session = _onnxruntime_session(path, threads)
 
@@ -430,9 +434,7 @@ class ExportedDecoder:
         arrays = [t.detach().float().contiguous().numpy() for t in (image_embeddings, sparse, masks)]
         arrays.append(has_mask)
         if self.runtime == "openvino":
-            with self.lock:
-                result = self.request.infer(dict(enumerate(arrays)))
-                logits, iou = (result[self.compiled.output(k)].copy() for k in range(2))
+            logits, iou = self.model.infer(arrays)
         else:
             logits, iou = self.session.run(None, dict(zip(EXPORTED_DECODER_INPUTS, arrays, strict=True)))
         return torch.from_numpy(logits), torch.from_numpy(iou)
@@ -449,13 +451,7 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     """
     if backend not in DECODER_BACKENDS:
         raise InputError(f"unknown decoder backend {backend!r}; choose one of {', '.join(DECODER_BACKENDS)}")
-    if backend == "auto" and os.environ.get(DECODER_ENV):
-        backend = os.environ[DECODER_ENV].strip()
-        if backend not in DECODER_BACKENDS:
-            raise InputError(
-                f"{DECODER_ENV}={backend!r} is not a decoder backend; set it to one of "
-                f"{', '.join(DECODER_BACKENDS)} or unset it"
-            )
+    backend = _chosen_backend(backend, DECODER_ENV, DECODER_BACKENDS, "a decoder")
     graph = DecoderGraph(model)
     torch_backend = DecoderBackend("torch-fp32", graph, chunk_size=4)
     if backend == "torch":
