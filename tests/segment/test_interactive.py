@@ -13,7 +13,8 @@ from mvsam.evaluate.metrics import iou
 from mvsam.geometry import GeometrySettings
 from mvsam.sam.predictor import Prompt
 from mvsam.scene import Camera, Scene
-from mvsam.segment.interactive import Segmenter, SegmenterConfig, interior_points
+from mvsam.segment.interactive import Segmenter, SegmenterConfig
+from mvsam.segment.masks import interior_points
 from mvsam.segment.prompts import BoxPrompt, Click, MaskPrompt
 
 SPHERE, CONE = 1, 4

@@ -67,7 +67,7 @@ from mvsam.segment.correspondences import (
     labels_from_matches,
     spread,
 )
-from mvsam.segment.masks import spread_points
+from mvsam.segment.masks import interior_points, spread_points
 from mvsam.segment.prompts import UserPrompt, ViewPrompts, group_prompts
 
 log = logging.getLogger(__name__)
@@ -228,22 +228,6 @@ def _keep_large_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     keep = np.zeros(count, dtype=bool)
     keep[1:] = areas >= max(min_pixels, 0.1 * areas.max())
     return keep[labels]
-
-
-def interior_points(mask: np.ndarray, count: int) -> np.ndarray:
-    """Up to ``count`` (x, y) points of an HxW bool mask, far from its edge and spread apart (Kx2 float).
-
-    The first is the point farthest from the boundary; the rest are spread by farthest-point sampling over
-    the pixels at least half as deep.
-    """
-    padded = np.pad(mask.astype(np.uint8), 1)
-    depth = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
-    if depth.max() <= 0:
-        return np.zeros((0, 2))
-    rows, cols = np.nonzero(depth >= 0.5 * depth.max())
-    candidates = np.stack([cols, rows], axis=1).astype(np.float64)
-    first = int(np.argmax(depth[rows, cols]))
-    return spread_points(candidates, first, count)
 
 
 class Segmenter:
