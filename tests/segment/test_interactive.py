@@ -90,20 +90,57 @@ def test_correction_click_updates_every_view(demo_scene, mobile_sam_predictor):
     assert min(np.mean(segmenter.mask(i)[_gt(i, SPHERE)]) for i in range(8)) > 0.9
 
 
-def test_correction_without_depth_is_carried_by_matches(demo_scene, mobile_sam_predictor):
-    """A click where its view has no depth cannot be lifted to 3D: that view's mask reaches the others
-    through feature matches instead, matched once like the first prompts' view."""
+def _holed_scene(demo_scene, x: float, y: float, clear_ray: bool = False) -> tuple[Scene, np.ndarray]:
+    """The demo scene with a textureless patch (no depth) around (x, y) on view 6, and the world point
+    view 6's exact depth has there. ``clear_ray``: no other view has depth near the ray through it either,
+    so no depth anywhere says where that pixel's surface is."""
     views = [dataclasses.replace(view) for view in demo_scene.views]
-    x, y = interior_points(_gt(6, CONE), 1)[0]
+    truth = views[6].camera.unproject(np.array([[x, y]]), views[6].depth[int(round(y)), int(round(x))][None])[
+        0
+    ]
     depth = views[6].depth.copy()
-    depth[int(y) - 40 : int(y) + 41, int(x) - 40 : int(x) + 41] = 0  # a textureless patch: no depth
+    depth[int(y) - 40 : int(y) + 41, int(x) - 40 : int(x) + 41] = 0
     views[6].depth = depth
-    scene = Scene(demo_scene.root, views, demo_scene.source_format, demo_scene.cache_dir)
+    if clear_ray:
+        centre = views[6].camera.center
+        direction = (truth - centre) / np.linalg.norm(truth - centre)
+        for view in views[:6] + views[7:]:
+            rows, cols = np.indices(view.depth.shape)
+            xy = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float64)
+            points = view.camera.unproject(xy, view.depth.ravel()) - centre
+            off_ray = np.linalg.norm(points - (points @ direction)[:, None] * direction, axis=1)
+            view.depth = np.where(off_ray.reshape(view.depth.shape) < 0.05, 0, view.depth).astype(np.float32)
+    return Scene(demo_scene.root, views, demo_scene.source_format, demo_scene.cache_dir), truth
+
+
+def test_correction_in_a_depth_hole_is_lifted_by_other_views_depth(demo_scene, mobile_sam_predictor):
+    """A click where its view has no depth takes the surface the other views' depth puts there: no
+    feature matching (XFeat against every view: seconds on DTU), and the click reaches the views that see
+    its point."""
+    x, y = interior_points(_gt(6, CONE), 1)[0]
+    scene, truth = _holed_scene(demo_scene, x, y)
     segmenter = Segmenter(scene, mobile_sam_predictor, SegmenterConfig(max_iterations=2), progress=False)
     segmenter.segment([Click(0, *SPHERE_CLICK)])
     assert len(segmenter._correspondences.matches) == 7
     result = segmenter.add_prompts([Click(6, x, y)])
     assert result.views[6].prompted and segmenter.mask(6)[int(y), int(x)]
+    assert len(segmenter._correspondences.matches) == 7  # lifted in 3D, not matched
+    lifted = segmenter._clicks[-1].xyz
+    assert np.linalg.norm(lifted - truth) < 2 * segmenter.votes.grid.voxel_size, (lifted, truth)
+    assert np.count_nonzero([np.mean(segmenter.mask(i)[_gt(i, CONE)]) > 0.2 for i in range(8)]) >= 4
+
+
+def test_correction_without_any_depth_is_carried_by_matches(demo_scene, mobile_sam_predictor):
+    """A click whose point no view's depth reaches cannot be lifted to 3D: that view's mask reaches the
+    others through feature matches instead, matched once like the first prompts' view."""
+    x, y = interior_points(_gt(6, CONE), 1)[0]
+    scene, _ = _holed_scene(demo_scene, x, y, clear_ray=True)
+    segmenter = Segmenter(scene, mobile_sam_predictor, SegmenterConfig(max_iterations=2), progress=False)
+    segmenter.segment([Click(0, *SPHERE_CLICK)])
+    assert len(segmenter._correspondences.matches) == 7
+    result = segmenter.add_prompts([Click(6, x, y)])
+    assert result.views[6].prompted and segmenter.mask(6)[int(y), int(x)]
+    assert segmenter._clicks[-1].xyz is None
     assert len(segmenter._correspondences.matches) == 7 + 6  # view 6 against the 6 unprompted views
 
 
