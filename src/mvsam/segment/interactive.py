@@ -169,6 +169,8 @@ class _ViewState:
     full_mask: np.ndarray | None = None  # cached full-resolution mask
     anchor: np.ndarray | None = None  # h x w bool: SAM's answer to the user's own prompts in this view
     coverage: np.ndarray | None = None  # h x w int32: object voxels landing on each pixel (views with holes)
+    covered: tuple[np.ndarray, np.ndarray] | None = None  # (coverage, h x w bool silhouette made from it)
+    regions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (h x w int8 sides, object, background)
 
 
 @dataclass
@@ -778,16 +780,24 @@ class Segmenter:
 
     def _surface_depth(self, state: _ViewState, work: np.ndarray) -> float | None:
         """Camera z of the surface at working pixel ``work`` (x, y) of a view, from the voxels other views'
-        depth found (seen by at least 2 views; mask-independent): the nearest voxel landing within 1.5
-        working pixels, or None when none does.
+        depth found (seen by at least 2 views; mask-independent), or None when none lands within 1 working
+        pixel: of the voxels that do, the one nearest the pixel among those on the front surface (within
+        the click-visibility tolerance of the nearest).
 
         Lifts a click that falls in a hole of its view's depth without matching that view to every other
-        one (XFeat, ~0.15 s a view on 2 cores).
+        one (XFeat, ~0.15 s a view on 2 cores). On DTU scan 24 (pixels 2-7 working pixels from the object
+        edge, held-out odd views), the lifted points land on the right side of the ground truth in the
+        views that see them 97% (inside) / 73% (outside) of the time; points lifted by their own depth
+        99.6% / 79%.
         """
-        centres = self._surface_voxels()
-        xy, z, in_image = project_points(state.camera, centres, *state.size)
-        near = in_image & (np.hypot(xy[:, 0] - work[0], xy[:, 1] - work[1]) <= 1.5)
-        return float(z[near].min()) if near.any() else None
+        xy, z, in_image = project_points(state.camera, self._surface_voxels(), *state.size)
+        distance = np.hypot(xy[:, 0] - work[0], xy[:, 1] - work[1])
+        near = in_image & (distance <= 1.0)
+        if not near.any():
+            return None
+        z, distance = z[near], distance[near]
+        front = z <= 1.03 * z.min() + 2 * self.votes.grid.voxel_size
+        return float(z[front][np.argmin(distance[front])])
 
     def _surface_voxels(self) -> np.ndarray:
         """Nx3 world centres of the voxels that at least 2 views' depth hits (computed once, shared by
@@ -875,6 +885,10 @@ class Segmenter:
         ``fill_radius`` of voted ones take the side of the nearest voted pixel, so an object whose depth
         exists only at its edges and texture still forms one region.
         """
+        # they depend on which side of 0.5 each pixel is (or unknown) only: unchanged sides, same regions
+        sides = np.where(np.isnan(footprint), np.int8(-1), (footprint > 0.5).astype(np.int8))
+        if state.regions is not None and np.array_equal(state.regions[0], sides):
+            return state.regions[1], state.regions[2]
         footprint = _fill_unknown(footprint, self.config.fill_radius)
         foreground = footprint > 0.5
         background = footprint <= 0.5  # NaN compares False: unknown is neither
@@ -883,7 +897,8 @@ class Segmenter:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
             foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
         foreground = _keep_large_components(foreground, self.config.min_visible)
-        return foreground, background & ~foreground
+        state.regions = (sides, foreground, background & ~foreground)
+        return state.regions[1], state.regions[2]
 
     def _derive(
         self, state: _ViewState, footprint: np.ndarray, foreground: np.ndarray, background: np.ndarray
@@ -1104,6 +1119,8 @@ class Segmenter:
                     continue
                 width, height = state.size
                 xy, _, in_image = project_points(state.camera, changed, width, height)
+                if not fresh and state.coverage is not None and not in_image.any():
+                    continue  # keep the same array: its silhouette (``covered``) is reused
                 pixels = np.rint(xy[in_image]).astype(np.int64)
                 flat, signs = pixels[:, 1] * width + pixels[:, 0], sign[in_image]
                 delta = np.bincount(flat[signs > 0], minlength=width * height) - np.bincount(
@@ -1124,12 +1141,13 @@ class Segmenter:
         """
         if state.coverage is None or not self.config.silhouette_fill:
             return footprint
-        # coverage only, no z-buffer: each voxel centre marks the 3x3 pixels around where it lands
-        covered = cv2.dilate((state.coverage > 0).astype(np.uint8), np.ones((3, 3), dtype=np.uint8))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        covered = cv2.morphologyEx(covered, cv2.MORPH_CLOSE, kernel).astype(bool)
-        covered = _keep_large_components(covered, self.config.min_visible)
-        return np.where((state.depth <= 0) & covered, np.float32(1), footprint)
+        if state.covered is None or state.covered[0] is not state.coverage:
+            # coverage only, no z-buffer: each voxel centre marks the 3x3 pixels around where it lands
+            covered = cv2.dilate((state.coverage > 0).astype(np.uint8), np.ones((3, 3), dtype=np.uint8))
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+            covered = cv2.morphologyEx(covered, cv2.MORPH_CLOSE, kernel).astype(bool)
+            state.covered = (state.coverage, _keep_large_components(covered, self.config.min_visible))
+        return np.where((state.depth <= 0) & state.covered[1], np.float32(1), footprint)
 
     def _matched_extent(self, index: int) -> np.ndarray:
         """(2x2) corners of the 5-95% extent of the positives matched from the prompted views (0x2 when
