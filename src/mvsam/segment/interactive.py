@@ -23,8 +23,10 @@ Geometry: dense depth (provided or MVS) when the views have it; otherwise the Sf
 observes are splatted into a sparse depth map (prompt propagation through tracks). Unknown is not outside:
 pixels without depth where the voxels voted inside the object project (depth from other views) count as
 inside, pixels without depth near voted ones take the nearest voted side, and XFeat matches to the prompted
-views carry their labels into the others (boxes and candidate choice). A view without camera or depth is
-segmented through those correspondences alone (:mod:`mvsam.segment.correspondences`), or reported.
+views carry their labels into the others (boxes and candidate choice). A click in a depth hole is lifted to
+the surface other views' depth found there; only a click no depth reaches makes its view a matched one.
+A view without camera or depth is segmented through those correspondences alone
+(:mod:`mvsam.segment.correspondences`), or reported.
 The clicked view is the user's: its mask is SAM's own answer to the user's prompts there (highest
 predicted IoU among candidates that respect every click), and 3D may only swap it for a candidate within
 ``anchor_iou`` of it.
@@ -464,8 +466,8 @@ class Segmenter:
         """An independent copy to try a change on (the web app's undo snapshots).
 
         The working state (masks, logits, prompts, votes) is copied; the scene, predictor, embeddings,
-        per-view geometry and the correspondence cache are shared: they are read-only or add-only, and
-        every per-view array is replaced, never written in place, when a view changes.
+        per-view geometry, the surface voxels and the correspondence cache are shared: they are read-only or
+        add-only, and every per-view array is replaced, never written in place, when a view changes.
         """
         clone = copy.copy(self)
         clone._embeddings = list(self._embeddings)
