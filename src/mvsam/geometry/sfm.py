@@ -501,7 +501,13 @@ def _bundle_adjust(reconstruction: pycolmap.Reconstruction, principal_point: boo
     options.refine_principal_point = principal_point
     options.print_summary = False
     options.ceres.solver_options.num_threads = threads
-    pycolmap.bundle_adjustment(reconstruction, options)
+    config = pycolmap.BundleAdjustmentConfig()
+    for image_id in reconstruction.reg_image_ids():
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    # the adjuster itself, not pycolmap.bundle_adjustment, which logs to stderr whatever the log level
+    pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
+    reconstruction.update_point_3d_errors()
     return float(reconstruction.compute_mean_reprojection_error())
 
 
