@@ -31,7 +31,10 @@ def test_eval_geometry_on_fern(data_dir, tmp_path, capsys):
     (run,) = report["runs"]
     assert run["features"] == "xfeat" and run["registered"] + run["pnp"] == 4 and not run["unregistered"]
     assert run["rotation_median_deg"] < 2.0 and run["rotation_max_deg"] < 4.0
-    assert "xfeat" in capsys.readouterr().out
+    assert abs(run["focal_error_pct"]) < 10.0  # against poses_bounds.npy's focal, scaled to 320 px
+    assert isinstance(run["distortion"], list)
+    out_text = capsys.readouterr().out
+    assert "xfeat" in out_text and "focal %" in out_text
     images = sorted((tmp_path / "subset" / "images").iterdir())
     assert len(images) == 4 and not (tmp_path / "subset" / "mask").exists()
 

@@ -16,6 +16,7 @@ from mvsam.geometry.metrics import relative_rotation_errors
 from mvsam.geometry.sfm import (
     WORKSPACE_FOLDER,
     SfmSettings,
+    _refine_intrinsics,
     reconstruct_cameras,
     run_sfm,
     triangulate_known_poses,
@@ -145,6 +146,8 @@ def test_deterministic_and_cleans_up_after_killed_runs(data_dir, tmp_path):
         SfmSettings(xfeat_num_features=10),
         SfmSettings(retrieval_neighbors=0),
         SfmSettings(retrieval_keypoints=8),
+        SfmSettings(distortion_min_gain=1.0),
+        SfmSettings(principal_point_min_views=-1),
     ],
 )
 def test_bad_settings(fern_folder, settings):
@@ -228,3 +231,63 @@ def test_view_left_out_by_the_mapper_is_registered_by_pnp(fern_folder, data_dir,
     pairs = [(i, j) for i in range(len(FERN_VIEWS)) for j in range(i + 1, len(FERN_VIEWS))]
     with_pnp = np.array([LEFT_OUT in pair for pair in pairs])
     assert np.max(errors[with_pnp]) < 2.0 and np.max(errors[~with_pnp]) < 2.0, errors
+
+
+def _synthetic_reconstruction(true_k1: float, mapped_model: str, mapped_k1: float) -> pycolmap.Reconstruction:
+    """8 views on an arc around 300 points, observed by a camera with radial distortion ``true_k1`` (0.5 px
+    noise), as a mapper would hand it over: poses and points exact, the camera ``mapped_model`` at the
+    image centre with ``mapped_k1`` (SIMPLE_RADIAL) and a focal 2% off."""
+    rng = np.random.default_rng(0)
+    truth = pycolmap.Camera(model="SIMPLE_RADIAL", width=640, height=480, params=[500, 320, 240, true_k1])
+    params = [510.0, 320.0, 240.0] + ([mapped_k1] if mapped_model == "SIMPLE_RADIAL" else [])
+    camera = pycolmap.Camera(model=mapped_model, width=640, height=480, params=params, camera_id=1)
+    reconstruction = pycolmap.Reconstruction()
+    reconstruction.add_camera_with_trivial_rig(camera)
+    xyz = rng.uniform(-1.0, 1.0, (300, 3))
+    tracks = [pycolmap.Track() for _ in xyz]
+    for view in range(8):
+        angle = np.deg2rad(-35 + 10 * view)
+        rotation = np.array(
+            [[np.cos(angle), 0, -np.sin(angle)], [0, 1, 0], [np.sin(angle), 0, np.cos(angle)]]
+        )
+        cam_from_world = np.hstack([rotation, [[0.0], [0.0], [4.0]]])
+        in_cam = xyz @ rotation.T + cam_from_world[:, 3]
+        xy = truth.img_from_cam(in_cam) + rng.normal(0.0, 0.5, (len(xyz), 2))
+        image = pycolmap.Image(
+            name=f"{view}.jpg",
+            camera_id=1,
+            image_id=view + 1,
+            points2D=pycolmap.Point2DList([pycolmap.Point2D(p) for p in xy]),
+        )
+        reconstruction.add_image_with_trivial_frame(image, pycolmap.Rigid3d(cam_from_world))
+        for point, track in enumerate(tracks):
+            track.add_element(view + 1, point)
+    for point, track in zip(xyz, tracks, strict=True):
+        reconstruction.add_point3D(point, track, np.zeros(3, np.uint8))
+    return reconstruction
+
+
+@pytest.mark.parametrize(
+    ("true_k1", "mapped_model", "mapped_k1", "chosen"),
+    [
+        (0.0, "SIMPLE_RADIAL", 0.04, "SIMPLE_PINHOLE"),  # distortion fitted to noise: dropped
+        (0.15, "SIMPLE_RADIAL", 0.1, "SIMPLE_RADIAL"),  # a real lens distortion: kept
+        (0.15, "SIMPLE_PINHOLE", 0.0, "SIMPLE_RADIAL"),  # mapped as a pinhole: distortion added
+        (0.0, "SIMPLE_PINHOLE", 0.0, "SIMPLE_PINHOLE"),
+    ],
+)
+def test_lens_model_is_chosen_by_reprojection_error(true_k1, mapped_model, mapped_k1, chosen):
+    """After mapping, lens distortion is kept only when it explains the observations (known answers)."""
+    reconstruction = _synthetic_reconstruction(true_k1, mapped_model, mapped_k1)
+    kept, notes = _refine_intrinsics(reconstruction, SfmSettings(distortion_min_gain=0.02))
+    camera = next(iter(kept.cameras.values()))
+    assert camera.model_name == chosen, notes
+    assert len(notes) == 1 and ("kept" in notes[0]) == (chosen == "SIMPLE_RADIAL")
+    assert camera.params[0] == pytest.approx(500, rel=0.005)  # the focal is refined too
+    if chosen == "SIMPLE_RADIAL":
+        assert camera.params[3] == pytest.approx(true_k1, abs=0.01)
+    assert kept.compute_mean_reprojection_error() < 0.8  # 0.5 px noise per axis
+    # off: the mapper's camera untouched
+    untouched, notes = _refine_intrinsics(reconstruction, SfmSettings(distortion_min_gain=0.0))
+    assert untouched is reconstruction and notes == []
+    assert next(iter(untouched.cameras.values())).model_name == mapped_model

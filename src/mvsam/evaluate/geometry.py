@@ -26,7 +26,7 @@ from mvsam.geometry.metrics import relative_rotation_errors
 from mvsam.geometry.sfm import FEATURES, SfmSettings, SfmTimings, reconstruct_cameras
 from mvsam.io.images import list_images, read_mask_png, read_rgb
 from mvsam.io.loaders import load_scene
-from mvsam.scene import Scene
+from mvsam.scene import Scene, View
 
 
 @dataclass
@@ -44,6 +44,9 @@ class GeometryRun:
     seconds: float
     status: dict[str, str] = field(default_factory=dict)  # view -> registered | pnp | unregistered
     stages: SfmTimings = field(default_factory=SfmTimings)  # seconds per SfM stage
+    # median over registered views of 100 * (SfM focal / the dataset's focal at the subset's size - 1)
+    focal_error_pct: float = float("nan")
+    distortion: list[float] = field(default_factory=list)  # lens distortion SfM kept (first view; [] pinhole)
 
 
 @dataclass
@@ -58,14 +61,15 @@ class GeometryReport:
         lines = [
             f"{self.scene}: {len(self.indices)} views ({size})",
             f"{'features':<9} {'reg':>4} {'pnp':>4} {'none':>4} {'points':>7} {'rot med':>8} {'rot max':>8} "
-            f"{'s':>7}  extract / match / verify / map / PnP",
+            f"{'focal %':>8} {'s':>7}  extract / match / verify / map / PnP; lens distortion",
         ]
         for run in self.runs:
             lines.append(
                 f"{run.features:<9} {run.registered:>4d} {run.pnp:>4d} {len(run.unregistered):>4d} "
                 f"{run.points:>7d} {run.rotation_median_deg:>8.2f} {run.rotation_max_deg:>8.2f} "
-                f"{run.seconds:>7.1f}  {run.stages.extraction:.1f} / {run.stages.matching:.1f} / "
-                f"{run.stages.verification:.1f} / {run.stages.mapping:.1f} / {run.stages.pnp:.1f}"
+                f"{run.focal_error_pct:>+8.2f} {run.seconds:>7.1f}  {run.stages.extraction:.1f} / "
+                f"{run.stages.matching:.1f} / {run.stages.verification:.1f} / {run.stages.mapping:.1f} / "
+                f"{run.stages.pnp:.1f}; {run.distortion or 'none (pinhole)'}"
             )
         return "\n".join(lines)
 
@@ -104,6 +108,22 @@ def write_subset(scene: Scene, data: Path, indices: Sequence[int], size: int | N
     return out
 
 
+def _intrinsics_errors(scene: Scene, reference: dict[str, View]) -> tuple[float, list[float]]:
+    """(median % focal error of the registered views against ``reference``'s cameras, by view name, their
+    focal scaled to each view's size; the first registered view's distortion, [] for a pinhole)."""
+    errors, distortion = [], []
+    for view in scene.views:
+        if view.camera is None:
+            continue
+        truth = reference[view.name]
+        focal = float(np.mean(np.diag(view.camera.K)[:2]))
+        true_focal = float(np.mean(np.diag(truth.camera.K)[:2])) * view.width / truth.width
+        errors.append(100.0 * (focal / true_focal - 1.0))
+        if not distortion and view.camera.distortion is not None:
+            distortion = [round(float(k), 4) for k in view.camera.distortion]
+    return (float(np.median(errors)) if errors else float("nan")), distortion
+
+
 def evaluate_geometry(
     data: str | Path,
     every: int = 1,
@@ -138,8 +158,9 @@ def evaluate_geometry(
             seconds = time.perf_counter() - start
             posed = [i for i, v in enumerate(scene.views) if v.camera is not None]
             errors = np.array([np.nan])
+            by_name = {v.name: v for v in reference.views}
+            focal_error, distortion = _intrinsics_errors(scene, by_name)
             if len(posed) >= 2:
-                by_name = {v.name: v for v in reference.views}
                 errors = relative_rotation_errors(
                     [scene.views[i].camera.world_from_cam for i in posed],
                     [by_name[scene.views[i].name].camera.world_from_cam for i in posed],
@@ -157,6 +178,8 @@ def evaluate_geometry(
                     seconds=seconds,
                     status={v.name: report.status(v.name) for v in scene.views},
                     stages=report.seconds,
+                    focal_error_pct=focal_error,
+                    distortion=distortion,
                 )
             )
             shutil.rmtree(Path(work) / f"cache_{kind}", ignore_errors=True)
