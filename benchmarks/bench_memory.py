@@ -30,7 +30,7 @@ from mvsam.evaluate.dtu import load_ground_truth
 from mvsam.evaluate.protocol import protocol_clicks
 from mvsam.geometry import compute_geometry
 from mvsam.sam import load_predictor
-from mvsam.scene import Scene, View
+from mvsam.scene import LowResDepth, Scene, View
 from mvsam.segment.interactive import Segmenter
 from mvsam.segment.prompts import Click
 
@@ -48,7 +48,8 @@ def repeated_scene(base: Scene, count: int, full_depth: bool) -> Scene:
     views = []
     for k in range(count):
         view = base.views[k % len(base.views)]
-        depth = {"depth_source": view.depth_source}
+        source = view.depth_source  # each copy holds arrays of its own, as distinct views would
+        depth = {"depth_source": LowResDepth(source.depth.copy(), source.confidence.copy())}
         if full_depth:
             depth = {"depth": np.array(view.depth), "depth_confidence": np.array(view.depth_confidence)}
         views.append(
