@@ -8,8 +8,8 @@ Decoder: one prompt, and ``predict_batch`` of 49 prompt sets (a 7x7 grid of poin
 
     python benchmarks/bench_sam.py --threads 2 --variants torch,onnx,openvino,openvino-bf16 --json out.json
 
-Variants: the library backends ``torch``, ``torch-fused``, ``onnx``, ``openvino``, ``openvino-bf16``
-(see mvsam.sam.accelerate) and
+Variants: the library backends ``torch``, ``torch-fused``, ``onnx``, ``openvino``, ``openvino-bf16``,
+``openvino-mixed`` (see mvsam.sam.accelerate) and
 two experiments kept here because they lose on parity or cost: ``torch-bf16`` (torch-fused with
 bfloat16 autocast in the attention stages) and ``torch-compile`` (inductor with freezing).
 """
@@ -37,7 +37,7 @@ from mvsam.sam.predictor import Prompt, SamPredictor, preprocess
 from mvsam.sam.weights import read_state_dict, weights_fingerprint
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LIBRARY_VARIANTS = ("torch", "torch-fused", "onnx", "openvino", "openvino-bf16")
+LIBRARY_VARIANTS = ("torch", "torch-fused", "onnx", "openvino", "openvino-bf16", "openvino-mixed")
 EXPERIMENTAL_VARIANTS = ("torch-bf16", "torch-compile")
 BASELINE = "torch"
 
@@ -118,7 +118,12 @@ def build_variant(
     if name in LIBRARY_VARIANTS:
         backend = build_encoder(model, "mobile_sam", weights_id, name)
         encoder, encoder_name = backend.encode, backend.name
-        expected = {"onnx": "onnx-fp32", "openvino": "openvino-fp32", "openvino-bf16": "openvino-bf16"}
+        expected = {
+            "onnx": "onnx-fp32",
+            "openvino": "openvino-fp32",
+            "openvino-bf16": "openvino-bf16",
+            "openvino-mixed": "openvino-mixed",
+        }
         if name in expected and not backend.name.startswith(expected[name]):
             raise RuntimeError(f"the {name} backend fell back to {backend.name}; see the warning above")
     elif name == "torch-bf16":

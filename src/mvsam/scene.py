@@ -10,6 +10,7 @@ Conventions, used everywhere in mvsam and converted to only inside loaders:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,22 +85,84 @@ class Camera:
         return points_cam @ self.world_from_cam[:3, :3].T + self.world_from_cam[:3, 3]
 
 
+@dataclass(frozen=True, eq=False)
+class LowResDepth:
+    """Depth and its confidence at a working resolution (h x w, e.g. plane-sweep's 384x288), kept by a
+    :class:`View` instead of full-size arrays: a 1600x1200 view then holds 0.9 MB instead of 15.4 MB
+    (a 200-view scene: 0.18 GB instead of 3.1 GB). The view's ``depth`` / ``depth_confidence`` upsample
+    it on each read (:func:`mvsam.geometry.mvs.upsample_depth`), so readers see the same arrays as before.
+    """
+
+    depth: np.ndarray  # hxw float32 camera z, 0 = unknown
+    confidence: np.ndarray  # hxw float32 in [0, 1]
+
+
+@functools.lru_cache(maxsize=8)
+def _upsampled(source: LowResDepth, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-size read-only (depth, confidence) of ``source``; the few latest are kept, so a reader that
+    reads a view's depth twice in a row pays one upsampling (8 x 15.4 MB at 1600x1200)."""
+    from mvsam.geometry.mvs import upsample_depth
+
+    depth, confidence = upsample_depth(source.depth, source.confidence, width, height)
+    depth.flags.writeable = confidence.flags.writeable = False
+    return depth, confidence
+
+
 @dataclass
 class View:
-    """One image of the scene and whatever geometry is known for it."""
+    """One image of the scene and whatever geometry is known for it.
+
+    ``depth`` and ``depth_confidence`` are full-size (HxW) when read. They are stored either as given
+    (loaders of RGB-D and pointmaps, tests) or, for computed depth, as a :class:`LowResDepth` in
+    ``depth_source`` that is upsampled on each read (read-only arrays; setting ``depth`` replaces it).
+    """
 
     name: str  # file name, unique within the scene, e.g. "000000.jpg"
     image_path: Path
     width: int
     height: int
     camera: Camera | None = None
-    depth: np.ndarray | None = None  # HxW float32, camera z, 0 = unknown
-    depth_confidence: np.ndarray | None = None  # HxW float32 in [0, 1]
+    depth: np.ndarray | None = field(default=None, repr=False)  # HxW float32, camera z, 0 = unknown
+    depth_confidence: np.ndarray | None = field(default=None, repr=False)  # HxW float32 in [0, 1]
     depth_range: tuple[float, float] | None = None  # (near, far) camera z of the scene, when the format says
+    depth_source: LowResDepth | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.depth_source is not None:  # wins over arrays read from it (dataclasses.replace passes both)
+            self._depth = self._confidence = None
 
     @property
     def stem(self) -> str:
         return Path(self.name).stem
+
+    @property
+    def has_depth(self) -> bool:
+        """Whether depth is known (stored or low-res), without upsampling it."""
+        return self._depth is not None or self.depth_source is not None
+
+    @property
+    def has_valid_depth(self) -> bool:
+        """Whether any pixel has depth > 0, without upsampling (upsampling keeps some pixel of each
+        positive low-res pixel positive: nearest, or bilinear between positive neighbours)."""
+        depth = self.depth_source.depth if self._depth is None and self.depth_source else self._depth
+        return depth is not None and bool(np.any(depth > 0))
+
+    def _get_depth(self) -> np.ndarray | None:
+        if self._depth is None and self.depth_source is not None:
+            return _upsampled(self.depth_source, self.width, self.height)[0]
+        return self._depth
+
+    def _set_depth(self, depth: np.ndarray | None) -> None:
+        self._depth = depth
+        self.depth_source = None
+
+    def _get_confidence(self) -> np.ndarray | None:
+        if self._depth is None and self.depth_source is not None:
+            return _upsampled(self.depth_source, self.width, self.height)[1]
+        return self._confidence
+
+    def _set_confidence(self, confidence: np.ndarray | None) -> None:
+        self._confidence = confidence
 
     def load_image(self) -> np.ndarray:
         """The image as HxWx3 uint8 RGB."""
@@ -112,6 +175,11 @@ class View:
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         return image
+
+
+# Properties over the dataclass fields: the generated __init__ and dataclasses.replace go through them.
+View.depth = property(View._get_depth, View._set_depth)  # type: ignore[assignment]
+View.depth_confidence = property(View._get_confidence, View._set_confidence)  # type: ignore[assignment]
 
 
 @dataclass
@@ -164,7 +232,7 @@ class Scene:
 
     @property
     def has_depth(self) -> bool:
-        return all(view.depth is not None for view in self.views)
+        return all(view.has_depth for view in self.views)
 
     def view_index(self, key: str | int) -> int:
         """Index of a view given its file name, its stem, or a 0-based index (int or digit string).

@@ -9,6 +9,7 @@ from PIL import Image
 from mvsam.export.ply import read_ply, write_ply
 from mvsam.geometry import GeometrySettings, GeometryTimings, MvsSettings, compute_geometry, fuse_depth
 from mvsam.geometry.fusion import voxel_downsample
+from mvsam.geometry.mvs import upsample_depth
 
 SETTINGS = GeometrySettings(mvs=MvsSettings(num_planes=48, num_neighbors=3), triangulate=False)
 
@@ -23,6 +24,14 @@ def test_depth_computed_then_cached(plane_scene):
         assert valid.mean() > 0.5
         assert np.percentile(np.abs(view.depth[valid] - 5.0), 95) < 0.1
         assert np.all(view.depth_confidence[~valid] == 0)
+        # kept at the working resolution, upsampled when read, bit for bit what was stored before
+        source = view.depth_source
+        assert source is not None and source.depth.shape == (120, 160) and view.has_valid_depth
+        expected = upsample_depth(source.depth, source.confidence, view.width, view.height)
+        np.testing.assert_array_equal(view.depth, expected[0])
+        np.testing.assert_array_equal(view.depth_confidence, expected[1])
+        with pytest.raises(ValueError, match="read-only"):
+            view.depth[0, 0] = 1.0
     first = scene.views[0].depth.copy()
     for view in scene.views:
         view.depth = view.depth_confidence = None

@@ -27,10 +27,10 @@ from mvsam.cache import (
     remove_orphan_temporaries,
 )
 from mvsam.errors import InputError
-from mvsam.geometry.mvs import MvsSettings, compute_mvs_depth, upsample_depth
+from mvsam.geometry.mvs import MvsSettings, compute_mvs_depth
 from mvsam.geometry.sfm import SfmSettings, reconstruct_cameras, triangulate_known_poses
 from mvsam.io.loaders.undistort import has_distortion, undistort_points, undistorted_image
-from mvsam.scene import Camera, Scene, SparsePoints
+from mvsam.scene import Camera, LowResDepth, Scene, SparsePoints
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _ensure_depth(
     timings: GeometryTimings,
 ) -> None:
     """Plane-sweep depth for posed views without provided depth; cached at working resolution."""
-    wanted = [i for i, v in enumerate(scene.views) if v.camera is not None and v.depth is None]
+    wanted = [i for i, v in enumerate(scene.views) if v.camera is not None and not v.has_depth]
     if not wanted or not settings.compute_depth:
         return
     sparse_key = "none" if scene.sparse is None else hash_array(scene.sparse.xyz)
@@ -255,11 +255,8 @@ def _ensure_depth(
             else:
                 cached[i] = {"depth": result.depth, "confidence": result.confidence}
             atomic_save_npz(paths[i], **cached[i])
-    for i in wanted:
-        view = scene.views[i]
-        view.depth, view.depth_confidence = upsample_depth(
-            cached[i]["depth"], cached[i]["confidence"], view.width, view.height
-        )
+    for i in wanted:  # kept at working resolution, upsampled when read (scene.LowResDepth)
+        scene.views[i].depth_source = LowResDepth(cached[i]["depth"], cached[i]["confidence"])
 
 
 def compute_geometry(

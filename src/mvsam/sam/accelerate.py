@@ -11,14 +11,19 @@ float32, so embeddings stay within ~3e-4 of the official model:
   Runtime on AVX-512 cores, identical masks on the parity set).
 - ``openvino-bf16``: OpenVINO with bfloat16 inference precision, an explicit fast option: about
   2.5x faster again where the CPU has bf16 instructions, at a small, measured mask cost (README).
+- ``openvino-mixed``: MobileSAM's trunk (every stage but the last) in float32 and its last stage and
+  neck in bfloat16, two OpenVINO models. bf16's error is spread over the whole network (no single
+  stage kept in float32 brings the parity set's worst mask IoU from 0.980 to 0.99), so only the
+  tail, where the masks tolerate it (worst IoU 0.995), runs in bf16 (README "Encoder backends").
 - ``torch-fused``: a copy of the torch encoder with BatchNorm folded into the convolutions and
   channels-last memory layout (1.2-1.6x faster, no extra dependency).
 
 bfloat16 autocast in torch (even only in the attention stages) and int8 quantisation of ONNX
 MatMuls were measured too and break parity (mask IoU 0.984; embedding error 7.8e-2).
 
-``auto`` picks, for MobileSAM, ``openvino`` when OpenVINO is installed, else ``onnx`` when
-onnxruntime is, else ``torch-fused``; the environment variable ``MVSAM_ENCODER`` (one of
+``auto`` picks, for MobileSAM, ``openvino-mixed`` when OpenVINO is installed and the CPU runs bf16
+natively, else ``openvino`` when OpenVINO is installed, else ``onnx`` when onnxruntime is, else
+``torch-fused``; the environment variable ``MVSAM_ENCODER`` (one of
 :data:`ENCODER_BACKENDS`) replaces ``auto`` for every predictor of the process. Any failure to
 export or load falls back to the next backend with a logged warning.
 """
@@ -48,7 +53,7 @@ from mvsam.sam.tiny_vit import ConvBN
 
 log = logging.getLogger(__name__)
 
-ENCODER_BACKENDS = ("auto", "torch", "torch-fused", "onnx", "openvino", "openvino-bf16")
+ENCODER_BACKENDS = ("auto", "torch", "torch-fused", "onnx", "openvino", "openvino-bf16", "openvino-mixed")
 ENCODER_ENV = "MVSAM_ENCODER"
 # Bump when the export settings change; edits to the model code change the file name by themselves.
 ONNX_EXPORT_VERSION = 1
@@ -103,14 +108,16 @@ def onnx_path(weights_id: str, model_type: str, module: nn.Module, part: str = "
     return mvsam_home() / "onnx" / name
 
 
-def export_onnx(encoder: nn.Module, path: Path) -> None:
-    """Export ``encoder`` (1x3x1024x1024 -> 1x256x64x64) to ONNX at ``path``, written atomically.
+def export_onnx(encoder: nn.Module, path: Path, example: torch.Tensor | None = None) -> None:
+    """Export ``encoder`` (1x3x1024x1024 -> 1x256x64x64, or the shape of ``example`` in) to ONNX at
+    ``path``, written atomically, with BatchNorm folded.
 
     Uses the TorchScript exporter, which needs no extra package and traces this model exactly
     (it has no data-dependent control flow).
     """
     buffer = io.BytesIO()
-    example = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    if example is None:
+        example = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of the dynamo one (which needs onnxscript).
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -201,6 +208,66 @@ class OpenVinoEncoder:
         return torch.from_numpy(embedding)
 
 
+class _EncoderPart(nn.Module):
+    """``encoder.trunk`` or ``encoder.tail`` of a TinyViT as a module's forward, for the exporter."""
+
+    def __init__(self, encoder: nn.Module, part: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.part = part
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.encoder, self.part)(x)
+
+
+class MixedOpenVinoEncoder:
+    """TinyViT's trunk compiled in float32 and its tail (last stage + neck) in bfloat16, run one after
+    the other; called like the torch module.
+
+    Measured on the parity set (``shared/reference``), worst mask IoU against the official float32
+    model: all bf16 0.980; float32 kept in any one of the patch embedding, stage 0, 1, 2 or the neck
+    0.971-0.981; only stage 3 + neck in bf16 0.995; stage 2's downsampling or the patch embedding in
+    bf16 too 0.989 / 0.988 (``benchmarks/bench_sam.py``, README).
+    """
+
+    def __init__(self, trunk: _OpenVinoModel, tail: _OpenVinoModel) -> None:
+        self.trunk = trunk
+        self.tail = tail
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        if tuple(pixels.shape) != (1, 3, IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(
+                f"the OpenVINO encoder takes 1x3x{IMAGE_SIZE}x{IMAGE_SIZE} pixels, got {tuple(pixels.shape)}"
+            )
+        (tokens,) = self.trunk.infer([pixels.detach().float().contiguous().numpy()])
+        (embedding,) = self.tail.infer([tokens])
+        return torch.from_numpy(embedding)
+
+
+def load_mixed_encoder(encoder: nn.Module, weights_id: str, model_type: str) -> MixedOpenVinoEncoder:
+    """:class:`MixedOpenVinoEncoder` for a TinyViT ``encoder``, each part exported to ONNX once (cached
+    like the whole encoder's export) and compiled once per process."""
+    threads = torch.get_num_threads()
+    trunk_path = onnx_path(weights_id, model_type, encoder, "encoder-trunk")
+    tail_path = onnx_path(weights_id, model_type, encoder, "encoder-tail")
+
+    def export_tail() -> None:
+        with torch.inference_mode():
+            tokens = encoder.trunk(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+        export_onnx(_EncoderPart(encoder, "tail"), tail_path, example=tokens)
+
+    trunk = _cached_session(
+        trunk_path,
+        "openvino-f32",
+        lambda: export_onnx(_EncoderPart(encoder, "trunk"), trunk_path),
+        lambda: _OpenVinoModel(trunk_path, "f32", threads),
+    )
+    tail = _cached_session(
+        tail_path, "openvino-bf16", export_tail, lambda: _OpenVinoModel(tail_path, "bf16", threads)
+    )
+    return MixedOpenVinoEncoder(trunk, tail)
+
+
 _SESSIONS: dict[tuple[str, str, int], object] = {}  # per process, by file, runtime and threads
 _SESSIONS_LOCK = threading.Lock()
 
@@ -259,6 +326,17 @@ def openvino_available() -> bool:
     return True
 
 
+def openvino_runs_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin has native bf16 here (AVX512-BF16 or AMX): elsewhere bf16 is emulated,
+    slower than float32, so ``auto`` keeps float32."""
+    import openvino
+
+    try:
+        return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:  # no CPU plugin: the float32 path reports the problem with its fallback
+        return False
+
+
 def _chosen_backend(backend: str, variable: str, backends: tuple[str, ...], part: str) -> str:
     """``backend`` with ``auto`` replaced by the environment ``variable`` when that is set (and one of
     ``backends``; ``part`` names them in the error: "an encoder", "a decoder")."""
@@ -275,10 +353,11 @@ def _chosen_backend(backend: str, variable: str, backends: tuple[str, ...], part
 def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "auto") -> EncoderBackend:
     """The image encoder for ``backend`` (one of :data:`ENCODER_BACKENDS`).
 
-    ``auto`` (unless ``$MVSAM_ENCODER`` says otherwise) is, for MobileSAM, ``openvino`` when
-    OpenVINO is installed, else ``onnx`` when onnxruntime is, else ``torch-fused``; plain ``torch``
-    for the ViT encoders, whose speed-ups are not verified. An exported backend whose runtime is
-    missing or whose export fails falls back along the same order with a warning.
+    ``auto`` (unless ``$MVSAM_ENCODER`` says otherwise) is, for MobileSAM, ``openvino-mixed`` when
+    OpenVINO is installed and runs bf16 natively on this CPU (:func:`openvino_runs_bf16`), else
+    ``openvino`` when OpenVINO is installed, else ``onnx`` when onnxruntime is, else ``torch-fused``;
+    plain ``torch`` for the ViT encoders, whose speed-ups are not verified. An exported backend whose
+    runtime is missing or whose export fails falls back along the same order with a warning.
     """
     if backend not in ENCODER_BACKENDS:
         raise InputError(f"unknown encoder backend {backend!r}; choose one of {', '.join(ENCODER_BACKENDS)}")
@@ -288,7 +367,18 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     if backend == "torch-fused":
         return EncoderBackend("torch-fused-fp32", FusedTorchEncoder(model.image_encoder))
     path = onnx_path(weights_id, model_type, model.image_encoder)
-    if backend in ("auto", "openvino", "openvino-bf16"):
+    if backend == "auto" and openvino_available() and openvino_runs_bf16():
+        backend = "openvino-mixed"
+    if backend == "openvino-mixed":
+        if openvino_available() and hasattr(model.image_encoder, "trunk"):
+            try:
+                session = load_mixed_encoder(model.image_encoder, weights_id, model_type)
+                return EncoderBackend(f"openvino-mixed-v{ONNX_EXPORT_VERSION}", session)
+            except Exception as error:  # the exporter and OpenVINO raise many types; others still work
+                log.warning("mixed OpenVINO encoder unavailable (%s); trying the next backend", error)
+        else:
+            log.warning("openvino-mixed needs OpenVINO and MobileSAM's TinyViT; trying the next backend")
+    if backend in ("auto", "openvino", "openvino-bf16", "openvino-mixed"):
         precision = "bf16" if backend == "openvino-bf16" else "f32"
         if openvino_available():
             try:

@@ -221,9 +221,21 @@ class TinyViT(nn.Module):
         self.neck = make_neck(embed_dims[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.trunk(x))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Every stage but the last: Bx3x1024x1024 -> BxNxC tokens (N = 64 * 64, C = 320 for MobileSAM).
+
+        Split from :meth:`tail` so that an accelerated backend can run the two in different precisions.
+        """
         x = self.patch_embed(x)
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             x = layer(x)
+        return x
+
+    def tail(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage and the neck: BxNxC tokens from :meth:`trunk` -> Bx256x64x64 embedding."""
+        x = self.layers[-1](x)
         batch, _, channels = x.shape
         side = self.final_resolution
         x = x.view(batch, side, side, channels).permute(0, 3, 1, 2)

@@ -277,7 +277,7 @@ class Segmenter:
     def _choose_mode(self) -> bool:
         """True for sparse mode (SfM tracks), False for dense depth."""
         posed = [v for v in self.scene.views if v.camera is not None]
-        dense = all(v.depth is not None and np.any(v.depth > 0) for v in posed)
+        dense = all(v.has_valid_depth for v in posed)
         source = self.config.depth_source
         if source == "dense" and not dense:
             raise InputError("depth_source='dense' but some posed views have no depth; run scene.geometry()")
