@@ -122,7 +122,12 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("protocol", choices=PROTOCOLS, help="which protocol (see mvsam.evaluate.auto)")
     parser.add_argument("--data", type=Path, help="scene folder (dtu, consistency) or DAVIS folder (davis)")
     parser.add_argument("--sequences", nargs="+", help="DAVIS sequences (default: all)")
-    parser.add_argument("--points-per-side", type=int, default=AutoConfig.points_per_side)
+    parser.add_argument(
+        "--points-per-side",
+        type=int,
+        help=f"automatic-mask grid (default {AutoConfig.points_per_side}; davis: "
+        f"{AutoConfig.video_points_per_side})",
+    )
     parser.add_argument("--frames", type=int, help="davis: score only the first N frames of each sequence")
     parser.add_argument(
         "--max-objects",
@@ -145,8 +150,11 @@ def run(args) -> int:
     from mvsam.sam import load_predictor
 
     predictor = load_predictor(args.model, checkpoint=args.checkpoint)
+    grid = {} if args.points_per_side is None else {"points_per_side": args.points_per_side}
+    if args.protocol == "davis" and grid:
+        grid = {"video_points_per_side": args.points_per_side}
     config = AutoConfig(
-        points_per_side=args.points_per_side,
+        **grid,
         video_max_objects=args.max_objects,
         video_keyframe_stride=args.keyframe_stride,
     )

@@ -14,6 +14,7 @@ Objects run forwards only: one that starts on a later keyframe is unlabelled on 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from tqdm import tqdm
@@ -41,7 +42,10 @@ class VideoAutoSegmenter:
     ) -> None:
         self.scene = scene
         self.progress = progress
-        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config)
+        config = config or AutoConfig()
+        grid = replace(config, points_per_side=config.video_points_per_side)
+        _, self.predictor, self.generator = automatic_setup(scene, predictor, grid)
+        self.config = config
         self.tracker = Tracker(self.predictor, tracker_config)
 
     def keyframe_masks(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
