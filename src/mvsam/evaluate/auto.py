@@ -142,6 +142,9 @@ def add_eval_parser(subparsers) -> None:
         help="davis: automatic masks on every n-th frame",
     )
     parser.add_argument("--json", type=Path, default=Path("auto_results.json"), help="where to write results")
+    parser.add_argument(
+        "--cold", action="store_true", help="keep no embeddings on disk (honest seconds on a re-run)"
+    )
     add_model_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -149,7 +152,7 @@ def add_eval_parser(subparsers) -> None:
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint)
+    predictor = load_predictor(args.model, checkpoint=args.checkpoint, cache_dir=not args.cold)
     grid = {} if args.points_per_side is None else {"points_per_side": args.points_per_side}
     if args.protocol == "davis" and grid:
         grid = {"video_points_per_side": args.points_per_side}
