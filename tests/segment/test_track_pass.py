@@ -83,5 +83,5 @@ def test_pass_bad_input(mobile_sam_predictor, clip):
     run.add(1, masks[0])
     with pytest.raises(ValueError, match="already in this pass"):
         run.add(1, masks[0])
-    with pytest.raises(ValueError, match="not lost"):
-        run.revive(1, masks[0])
+    with pytest.raises(ValueError, match="no object 2"):
+        run.reseat(2, masks[0])

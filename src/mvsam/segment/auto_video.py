@@ -3,9 +3,11 @@
 Built on the video tracker (:class:`~mvsam.segment.track.ObjectsPass`): keyframes (frame 0, then every
 ``video_keyframe_stride`` frames) get SAM's automatic masks, reduced to whole objects (parts inside a larger
 mask dropped, :func:`~mvsam.segment.auto.whole_masks`) and the ``video_max_objects`` largest. On frame 0
-they start the objects; on a later keyframe a mask mostly over unlabelled pixels either re-identifies a lost
-object (its pixels look like that object in the tracker's appearance memory, the tracker's own re-detection
-bar) or, while fewer than ``video_max_objects`` objects are present, starts a new one. Between keyframes
+they start the objects. On a later keyframe, a mask that holds most of one object and otherwise unlabelled
+pixels is that whole object where the tracker kept only a part, so the object takes it; a mask mostly over
+unlabelled pixels either re-identifies a lost object (its pixels look like that object in the tracker's
+appearance memory, the tracker's own re-detection bar) or, while fewer than ``video_max_objects`` objects are
+present, starts a new one. Between keyframes
 every object is carried by the tracker's machinery (flow, one shared encoder pass per frame, SAM on crops,
 appearance memory, motion model, re-detection after occlusion); masks stay disjoint and ids stable.
 Objects run forwards only: one that starts on a later keyframe is unlabelled on the frames before it.
@@ -27,6 +29,10 @@ from mvsam.segment.track import ObjectsPass, ObjectsResult, Tracker, TrackerConf
 
 # A keyframe mask starts or revives an object only where at least this share of it is unlabelled.
 FREE_SHARE = 0.7
+# A keyframe mask holding >= WHOLE_SHARE of a present object, with <= OTHERS_SHARE of it on other objects,
+# at most MAX_GROWTH times the object's area and adding >= GROWTH of it in unlabelled pixels, is the whole
+# of an object the tracker holds only in part: the object takes it.
+WHOLE_SHARE, OTHERS_SHARE, MAX_GROWTH, GROWTH = 0.8, 0.05, 2.0, 0.1
 
 
 class VideoAutoSegmenter:
@@ -64,19 +70,36 @@ class VideoAutoSegmenter:
         return masks[: cfg.video_max_objects]
 
     def _join(self, run: ObjectsPass, ids: np.ndarray, image: np.ndarray, scores: dict[int, list]) -> None:
-        """Keyframe masks over unlabelled pixels of ``ids`` (HxW int32, updated in place) revive lost
-        objects or start new ones in ``run``."""
+        """Keyframe masks on ``ids`` (HxW int32, updated in place): a mask holding most of one present
+        object and otherwise unlabelled pixels gives that object its missing parts back; a mask mostly over
+        unlabelled pixels revives a lost object or starts a new one in ``run``."""
         cfg = self.config
         lost = run.lost()
         present = len(run.object_ids) - len(lost)
         for mask, score in self.keyframe_masks(image):
             free = mask & (ids == 0)
+            areas = np.bincount(ids.reshape(-1))
+            held = np.bincount(ids[mask], minlength=len(areas))
+            held[0] = 0
+            owner = int(np.argmax(held))
+            if (
+                held[owner] >= WHOLE_SHARE * areas[owner]
+                and held.sum() - held[owner] <= OTHERS_SHARE * mask.sum()
+            ):
+                if (
+                    np.count_nonzero(free) >= GROWTH * areas[owner]
+                    and mask.sum() <= MAX_GROWTH * areas[owner]
+                ):
+                    grown = free | (ids == owner)
+                    run.reseat(owner, grown)
+                    ids[grown] = owner
+                continue
             if np.count_nonzero(free) < FREE_SHARE * np.count_nonzero(mask):
                 continue
             likeness = {i: run.resemblance(i, free) for i in lost}
             best = max(likeness, key=likeness.get, default=None)
             if best is not None and likeness[best] >= self.tracker.config.redetect_share:
-                run.revive(best, free)
+                run.reseat(best, free)
                 lost.remove(best)
                 object_id = best
             elif present < cfg.video_max_objects:

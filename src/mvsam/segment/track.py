@@ -842,14 +842,17 @@ class ObjectsPass:
         margin = memory.cells.margin(embedding, canvas_of(np.ones(self.frames.size, bool), embedding))
         return memory.cells.share(margin, canvas_of(self._check_mask(mask), embedding))
 
-    def revive(self, object_id: int, mask: np.ndarray) -> None:
-        """Mark a lost object present again with its HxW bool mask on the current frame."""
+    def reseat(self, object_id: int, mask: np.ndarray) -> None:
+        """Give an object a new HxW bool mask on the current frame: a lost object is present again, a
+        present one is carried on from this mask (a better view of it than the tracker's)."""
+        if object_id not in self._objects:
+            raise InputError(f"no object {object_id} in this pass; ids are {self.object_ids}")
         state = self._objects[object_id].state
-        if state.present:
-            raise InputError(f"object {object_id} is not lost on frame {self.frame}")
-        state.mask, state.present = self._check_mask(mask), True
-        state.frames_since_sam = state.frames_since_search = 0
-        state.observe(state.mask, True)
+        mask = self._check_mask(mask)
+        if not state.present:
+            state.present, state.frames_since_sam, state.frames_since_search = True, 0, 0
+            state.observe(mask, True)  # a present object's motion model has seen this frame already
+        state.mask = mask
 
     def advance(self, stop: int) -> Iterator[ObjectsResult]:
         """Carry every object through frames ``frame + 1 .. stop - 1``: one result per frame (masks
