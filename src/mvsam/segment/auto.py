@@ -88,10 +88,10 @@ class AutoConfig:
     def validate(self) -> None:
         if self.video_keyframe_stride < 1:
             raise InputError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
-        if self.video_max_objects < 1 or self.video_points_per_side < 1:
-            raise InputError("video_max_objects and video_points_per_side must be >= 1")
         if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0:
             raise InputError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
+        if self.video_max_objects < 1 or self.video_points_per_side < 1:
+            raise InputError("video_max_objects and video_points_per_side must be >= 1")
         if self.granularity not in ("whole", "parts"):
             raise InputError(f"granularity must be 'whole' or 'parts', got {self.granularity!r}")
         for name in (
