@@ -30,7 +30,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--keyframes", type=int, default=0, help="views given automatic masks (0: automatic)")
     parser.add_argument(
-        "--points-per-side", type=int, default=AutoConfig.points_per_side, help="automatic-mask grid"
+        "--points-per-side",
+        type=int,
+        help=f"automatic-mask grid (default {AutoConfig.points_per_side}; "
+        f"video {AutoConfig.video_points_per_side})",
     )
     parser.add_argument(
         "--granularity",
@@ -46,9 +49,11 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     start = time.perf_counter()
+    grid = args.points_per_side
     config = AutoConfig(
         keyframes=args.keyframes,
-        points_per_side=args.points_per_side,
+        points_per_side=AutoConfig.points_per_side if grid is None else grid,
+        video_points_per_side=AutoConfig.video_points_per_side if grid is None else grid,
         granularity=args.granularity,
         fill_rounds=args.fill_rounds,
     )

@@ -76,11 +76,19 @@ def evaluate_dtu(result: AutoResult, data: Path) -> dict:
     }
 
 
-def evaluate_davis_sequence(data: Path, name: str, predictor, config: AutoConfig) -> dict:
+def evaluate_davis_sequence(
+    data: Path, name: str, predictor, config: AutoConfig, frames: int | None = None
+) -> dict:
+    """J&F of the id covering frame 0's annotated object, over the sequence's first ``frames`` frames
+    (all when None)."""
     from mvsam.segment.auto_video import VideoAutoSegmenter
 
     frames_dir = data / "JPEGImages" / "480p" / name
     scene = Scene.load(frames_dir, format="images", cache_dir=scratch_dir() / "davis" / name)
+    if frames is not None:
+        if frames < 2:
+            raise InputError(f"--frames must be >= 2 (frame 0 is not scored), got {frames}")
+        scene = Scene(scene.root, scene.views[:frames], scene.source_format, scene.cache_dir)
     result = VideoAutoSegmenter(scene, predictor, config, progress=False).run()
     annotations = {p.stem: p for p in list_images(data / "Annotations" / "480p" / name)}
     truths = [read_mask_png(annotations[v.stem]) for v in scene.views]
@@ -96,6 +104,8 @@ def evaluate_davis_sequence(data: Path, name: str, predictor, config: AutoConfig
         "JF": (j + f) / 2,
         "objects": len(result.objects),
         "seconds": result.seconds.total,
+        "seconds_per_frame": result.seconds.total / len(scene),
+        "keyframe_seconds": result.seconds.keyframe_masks,
         "frames": len(scene),
     }
 
@@ -112,8 +122,29 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("protocol", choices=PROTOCOLS, help="which protocol (see mvsam.evaluate.auto)")
     parser.add_argument("--data", type=Path, help="scene folder (dtu, consistency) or DAVIS folder (davis)")
     parser.add_argument("--sequences", nargs="+", help="DAVIS sequences (default: all)")
-    parser.add_argument("--points-per-side", type=int, default=AutoConfig.points_per_side)
+    parser.add_argument(
+        "--points-per-side",
+        type=int,
+        help=f"automatic-mask grid (default {AutoConfig.points_per_side}; davis: "
+        f"{AutoConfig.video_points_per_side})",
+    )
+    parser.add_argument("--frames", type=int, help="davis: score only the first N frames of each sequence")
+    parser.add_argument(
+        "--max-objects",
+        type=int,
+        default=AutoConfig.video_max_objects,
+        help="davis: objects present at once in the video mode",
+    )
+    parser.add_argument(
+        "--keyframe-stride",
+        type=int,
+        default=AutoConfig.video_keyframe_stride,
+        help="davis: automatic masks on every n-th frame",
+    )
     parser.add_argument("--json", type=Path, default=Path("auto_results.json"), help="where to write results")
+    parser.add_argument(
+        "--cold", action="store_true", help="keep no embeddings on disk (honest seconds on a re-run)"
+    )
     add_model_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -121,8 +152,16 @@ def add_eval_parser(subparsers) -> None:
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint)
-    config = AutoConfig(points_per_side=args.points_per_side)
+    predictor = load_predictor(args.model, checkpoint=args.checkpoint, cache_dir=not args.cold)
+    grid = {} if args.points_per_side is None else {"points_per_side": args.points_per_side}
+    if args.protocol == "davis" and grid:
+        grid = {"video_points_per_side": args.points_per_side}
+    config = AutoConfig(
+        **grid,
+        video_max_objects=args.max_objects,
+        video_keyframe_stride=args.keyframe_stride,
+    )
+    config.validate()
     start = time.perf_counter()
     if args.protocol == "davis":
         if args.data is None:
@@ -130,8 +169,13 @@ def run(args) -> int:
         names = args.sequences or sorted(p.name for p in (args.data / "JPEGImages" / "480p").iterdir())
         rows = []
         for name in names:
-            rows.append(evaluate_davis_sequence(args.data, name, predictor, config))
-            print(f"{name}: J&F {rows[-1]['JF']:.3f} (id {rows[-1]['id']}, {rows[-1]['objects']} objects)")
+            rows.append(evaluate_davis_sequence(args.data, name, predictor, config, args.frames))
+            row = rows[-1]
+            print(
+                f"{name}: J&F {row['JF']:.3f} (id {row['id']}, {row['objects']} objects), {row['frames']} "
+                f"frames in {row['seconds']:.1f} s ({row['seconds_per_frame']:.2f} s/frame)",
+                flush=True,
+            )
         report = {"sequences": rows, "JF": float(np.mean([r["JF"] for r in rows]))}
     else:
         if args.protocol == "demo":

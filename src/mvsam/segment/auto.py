@@ -78,6 +78,8 @@ class AutoConfig:
     fill_rounds: int = 1  # extra keyframes given to the least covered views
     fill_coverage: float = 0.9  # views covered at least this much need no fill round
     video_keyframe_stride: int = 10  # video mode: automatic masks on every n-th frame
+    video_max_objects: int = 8  # video mode: objects present at once (the largest keyframe masks)
+    video_points_per_side: int = 8  # video mode: automatic-mask point grid on keyframes
     voxel_factor: float = 1.5  # voxel side = this x the median footprint of one working pixel
     depth_tolerance: float = 0.02  # relative depth tolerance of the visibility test
     prompts: PromptSettings = field(default_factory=PromptSettings)
@@ -88,6 +90,8 @@ class AutoConfig:
             raise InputError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
         if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0:
             raise InputError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
+        if self.video_max_objects < 1 or self.video_points_per_side < 1:
+            raise InputError("video_max_objects and video_points_per_side must be >= 1")
         if self.granularity not in ("whole", "parts"):
             raise InputError(f"granularity must be 'whole' or 'parts', got {self.granularity!r}")
         for name in (

@@ -769,3 +769,97 @@ class Tracker:
                 state.observe(result.mask, True)
                 objects.append(_Object(object_id, memories[object_id], state))
             yield from self._pass(frames, indices, image, objects)
+
+
+class ObjectsPass:
+    """A forward multi-object pass that objects can join on whichever frame it has reached.
+
+    For callers that find objects as they go (automatic mode: masks over unlabelled pixels of a later
+    keyframe start new objects). Objects joined on the first frame propagate exactly as in the forward half
+    of :meth:`Tracker.track_objects` (frames are batched per encoder pass the same way between joins).
+
+        run = ObjectsPass(tracker, frames, frame=0)
+        run.add(1, mask)                       # HxW bool on frame ``run.frame``
+        for result in run.advance(10): ...     # frames 1..9
+        run.add(2, other_mask)                 # joins on frame 9
+    """
+
+    def __init__(self, tracker: Tracker, frames: FrameSource, frame: int = 0) -> None:
+        if not 0 <= frame < len(frames):
+            raise InputError(f"frame {frame} is out of range: the video has frames 0..{len(frames) - 1}")
+        self.tracker, self.frames, self.frame = tracker, frames, frame
+        self._image: np.ndarray | None = None  # the current frame, read on demand
+        self._whole: ImageEmbedding | None = None  # ... and its embedding
+        self._objects: dict[int, _Object] = {}
+
+    def _current(self) -> np.ndarray:
+        if self._image is None:
+            ((_, self._image),) = list(self.frames.iterate(range(self.frame, self.frame + 1)))
+        return self._image
+
+    def _embedding(self) -> ImageEmbedding:
+        if self._whole is None:
+            self._whole = self.tracker.predictor.encode(self._current())
+        return self._whole
+
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self._objects)
+
+    def lost(self) -> list[int]:
+        """Ids of the objects reported absent on the current frame."""
+        return [i for i, obj in self._objects.items() if not obj.state.present]
+
+    def _check_mask(self, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.shape != self.frames.size:
+            raise InputError(
+                f"mask is {mask.shape[1] if mask.ndim > 1 else 0}x{mask.shape[0]} but the frames are "
+                f"{self.frames.size[1]}x{self.frames.size[0]}; give a mask of the frame size"
+            )
+        if not mask.any():
+            raise InputError(f"the mask given on frame {self.frame} is empty")
+        return mask.astype(bool)
+
+    def add(self, object_id: int, mask: np.ndarray) -> None:
+        """Start carrying a new object from its HxW bool mask on the current frame (``self.frame``); the
+        mask should not overlap the other objects' masks there (later frames are kept disjoint)."""
+        if isinstance(object_id, bool) or not isinstance(object_id, (int, np.integer)) or object_id < 1:
+            raise InputError(f"object ids are integers >= 1, got {object_id!r}")
+        if object_id in self._objects:
+            raise InputError(f"object {object_id} is already in this pass; give a new id")
+        mask = self._check_mask(mask)
+        memory = self.tracker._memory_for(self._current(), mask, self._embedding())
+        state = _PassState(mask=mask)
+        state.observe(mask, True)
+        self._objects[int(object_id)] = _Object(int(object_id), memory, state)
+
+    def resemblance(self, object_id: int, mask: np.ndarray) -> float:
+        """Share (by area) of a HxW bool mask of the current frame on cells that look like the object in
+        its appearance memory: the tracker's re-detection test (it re-finds at ``redetect_share``)."""
+        memory = self._objects[object_id].memory
+        embedding = self._embedding()
+        margin = memory.cells.margin(embedding, canvas_of(np.ones(self.frames.size, bool), embedding))
+        return memory.cells.share(margin, canvas_of(self._check_mask(mask), embedding))
+
+    def reseat(self, object_id: int, mask: np.ndarray) -> None:
+        """Give an object a new HxW bool mask on the current frame: a lost object is present again, a
+        present one is carried on from this mask (a better view of it than the tracker's)."""
+        if object_id not in self._objects:
+            raise InputError(f"no object {object_id} in this pass; ids are {self.object_ids}")
+        state = self._objects[object_id].state
+        mask = self._check_mask(mask)
+        if not state.present:
+            state.present, state.frames_since_sam, state.frames_since_search = True, 0, 0
+            state.observe(mask, True)  # a present object's motion model has seen this frame already
+        state.mask = mask
+
+    def advance(self, stop: int) -> Iterator[ObjectsResult]:
+        """Carry every object through frames ``frame + 1 .. stop - 1``: one result per frame (masks
+        disjoint); afterwards ``frame`` is the last of them."""
+        if not self.frame < stop <= len(self.frames):
+            raise InputError(f"cannot advance from frame {self.frame} to {stop} in {len(self.frames)} frames")
+        objects, indices = list(self._objects.values()), range(self.frame + 1, stop)
+        for result in self.tracker._pass(self.frames, indices, self._current(), objects):
+            self.frame, self._image, self._whole = result.index, None, None
+            yield result
