@@ -97,7 +97,6 @@ def test_openvino_is_the_default_and_bf16_is_opt_in_with_its_own_key(
     mobile_sam_checkpoint, shared_dir, monkeypatch
 ):
     monkeypatch.delenv(accelerate.ENCODER_ENV, raising=False)
-    monkeypatch.setattr(accelerate, "openvino_runs_bf16", lambda: False)  # a CPU without native bf16
     fp32 = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)
     monkeypatch.setenv(accelerate.ENCODER_ENV, "openvino-bf16")
     bf16 = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)  # reuses the export
@@ -121,8 +120,7 @@ def test_mixed_precision_encoder_keeps_mask_parity_under_its_own_key(
     mobile_sam_checkpoint, shared_dir, monkeypatch
 ):
     monkeypatch.delenv(accelerate.ENCODER_ENV, raising=False)
-    monkeypatch.setattr(accelerate, "openvino_runs_bf16", lambda: True)  # the default where bf16 is native
-    mixed = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None)
+    mixed = load_predictor("mobile_sam", mobile_sam_checkpoint, cache_dir=None, encoder="openvino-mixed")
 
     assert mixed.encoder_name == f"openvino-mixed-v{accelerate.ONNX_EXPORT_VERSION}"
     image = np.zeros((8, 8, 3), np.uint8)

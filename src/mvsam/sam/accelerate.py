@@ -21,9 +21,8 @@ float32, so embeddings stay within ~3e-4 of the official model:
 bfloat16 autocast in torch (even only in the attention stages) and int8 quantisation of ONNX
 MatMuls were measured too and break parity (mask IoU 0.984; embedding error 7.8e-2).
 
-``auto`` picks, for MobileSAM, ``openvino-mixed`` when OpenVINO is installed and the CPU runs bf16
-natively, else ``openvino`` when OpenVINO is installed, else ``onnx`` when onnxruntime is, else
-``torch-fused``; the environment variable ``MVSAM_ENCODER`` (one of
+``auto`` picks, for MobileSAM, ``openvino`` when OpenVINO is installed, else ``onnx`` when
+onnxruntime is, else ``torch-fused``; the environment variable ``MVSAM_ENCODER`` (one of
 :data:`ENCODER_BACKENDS`) replaces ``auto`` for every predictor of the process. Any failure to
 export or load falls back to the next backend with a logged warning.
 """
@@ -326,17 +325,6 @@ def openvino_available() -> bool:
     return True
 
 
-def openvino_runs_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin has native bf16 here (AVX512-BF16 or AMX): elsewhere bf16 is emulated,
-    slower than float32, so ``auto`` keeps float32."""
-    import openvino
-
-    try:
-        return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except RuntimeError:  # no CPU plugin: the float32 path reports the problem with its fallback
-        return False
-
-
 def _chosen_backend(backend: str, variable: str, backends: tuple[str, ...], part: str) -> str:
     """``backend`` with ``auto`` replaced by the environment ``variable`` when that is set (and one of
     ``backends``; ``part`` names them in the error: "an encoder", "a decoder")."""
@@ -353,11 +341,10 @@ def _chosen_backend(backend: str, variable: str, backends: tuple[str, ...], part
 def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "auto") -> EncoderBackend:
     """The image encoder for ``backend`` (one of :data:`ENCODER_BACKENDS`).
 
-    ``auto`` (unless ``$MVSAM_ENCODER`` says otherwise) is, for MobileSAM, ``openvino-mixed`` when
-    OpenVINO is installed and runs bf16 natively on this CPU (:func:`openvino_runs_bf16`), else
-    ``openvino`` when OpenVINO is installed, else ``onnx`` when onnxruntime is, else ``torch-fused``;
-    plain ``torch`` for the ViT encoders, whose speed-ups are not verified. An exported backend whose
-    runtime is missing or whose export fails falls back along the same order with a warning.
+    ``auto`` (unless ``$MVSAM_ENCODER`` says otherwise) is, for MobileSAM, ``openvino`` when
+    OpenVINO is installed, else ``onnx`` when onnxruntime is, else ``torch-fused``; plain ``torch``
+    for the ViT encoders, whose speed-ups are not verified. An exported backend whose runtime is
+    missing or whose export fails falls back along the same order with a warning.
     """
     if backend not in ENCODER_BACKENDS:
         raise InputError(f"unknown encoder backend {backend!r}; choose one of {', '.join(ENCODER_BACKENDS)}")
@@ -367,8 +354,6 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     if backend == "torch-fused":
         return EncoderBackend("torch-fused-fp32", FusedTorchEncoder(model.image_encoder))
     path = onnx_path(weights_id, model_type, model.image_encoder)
-    if backend == "auto" and openvino_available() and openvino_runs_bf16():
-        backend = "openvino-mixed"
     if backend == "openvino-mixed":
         if openvino_available() and hasattr(model.image_encoder, "trunk"):
             try:
