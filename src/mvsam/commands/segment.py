@@ -80,9 +80,10 @@ OUTPUTS = ["masks", "overlays", "object.ply", "report.json"]
 FIRST_MASKS = "first_masks"  # the prompted views' masks from the prompts alone, written before the rest
 
 
-def _write_first_masks(segmenter: Segmenter, prompts, out: Path, start: float) -> dict:
+def _write_first_masks(segmenter: Segmenter, prompts, out: Path, start: float) -> tuple[list[str], float]:
     """``out/first_masks/<stem>.png`` for each prompted view, as soon as its own embedding exists (before
-    geometry and the other views), each printed with the seconds since the command started."""
+    geometry and the other views), each printed with the seconds since the command started; returns the
+    views' names and those seconds."""
     names = []
     for index, mask in segmenter.first_masks(prompts).items():
         view = segmenter.scene.views[index]
@@ -90,7 +91,7 @@ def _write_first_masks(segmenter: Segmenter, prompts, out: Path, start: float) -
         write_mask_png(path, mask)
         names.append(view.name)
         print(f"first mask of {view.name}: {path} ({time.perf_counter() - start:.1f}s)", flush=True)
-    return {"views": names, "seconds": time.perf_counter() - start}
+    return names, time.perf_counter() - start
 
 
 def run(args) -> int:
@@ -116,7 +117,7 @@ def run(args) -> int:
         args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
     )
     clear_outputs(out, [FIRST_MASKS])
-    first = None
+    first: tuple[list[str], float] | None = None
     if any(view.camera is not None for view in scene.views):  # cameras from the loader: no geometry needed
         segmenter = Segmenter(scene, predictor, config)
         first = _write_first_masks(segmenter, prompts, out, start)
@@ -168,9 +169,10 @@ def run(args) -> int:
             "geometry": geometry_seconds,
             "write": write_seconds,
             "all": time.perf_counter() - start,
-        },
+        }
+        | ({} if first is None else {"first_masks": first[1]}),
         "geometry_cached": timings.cached,
-        "first_masks": first,
+        "first_masks": None if first is None else first[0],
         "static_check": None if motion is None else asdict(motion) | {"moving": motion.moving},
     }
     atomic_write_bytes(
