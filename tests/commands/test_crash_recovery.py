@@ -131,10 +131,12 @@ def test_killed_runs_leave_nothing_behind(env, reference, tmp_path):
         except FileNotFoundError:
             return False
 
-    stages = [  # (stage, a function that returns when to send the signal, delay, signal)
+    # (stage, a function that returns when to send the signal, delay, signal); Ctrl-C first, as soon as the
+    # prompted view's embedding is written (before geometry): later the rest of a 4-view run can be too short
+    stages = [
+        ("first embedding", new_embedding, 0.0, signal.SIGINT),
         ("geometry", lambda: lambda: (cache / "geometry" / ".lock").exists(), 0.5, signal.SIGKILL),
         ("embeddings", new_embedding, 0.0, signal.SIGKILL),
-        ("embeddings", new_embedding, 0.0, signal.SIGINT),
         ("writing", lambda: masks_written, 0.0, signal.SIGKILL),
     ]
     for stage, when, delay, sig in stages:
