@@ -68,7 +68,14 @@ def temporaries(*folders: Path) -> list[Path]:
 def interrupt(scene: Path, out: Path, env: dict[str, str], ready, sig: int, delay: float = 0.0):
     """Start a run, send ``sig`` ``delay`` s after ``ready()`` is true; returns the finished process."""
     process = subprocess.Popen(
-        command(scene, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(scene, out),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C as a terminal delivers it: children inherit an ignored SIGINT, and by the time this runs in
+        # the full suite something in the test process (Ray's tests run before) may have set it to ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while not ready() and process.poll() is None and time.monotonic() < deadline:
@@ -140,11 +147,7 @@ def test_killed_runs_leave_nothing_behind(env, reference, tmp_path):
     ]
     for stage, ready, delay, sig in stages:
         result = interrupt(scene, out, env, ready, sig, delay)
-        if sig == signal.SIGINT and result.returncode == 0:
-            # In the full CI suite (not alone) this run has finished without seeing the Ctrl-C sent while it
-            # ran, since this stop's changes; not understood yet. A completed run must then be a correct one.
-            assert outputs(out) == reference, stage
-        elif sig == signal.SIGINT:
+        if sig == signal.SIGINT:
             assert result.returncode == 130, (stage, result.stderr[-2000:])
             assert "Traceback" not in result.stderr and "mvsam segment: interrupted" in result.stderr
         else:
