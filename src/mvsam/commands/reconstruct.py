@@ -73,7 +73,7 @@ def write_outputs(
             written.append(path)
     atomic_write_bytes(out / "views.json", json.dumps(records, indent=1).encode())
     written.append(out / "views.json")
-    if any(view.depth is not None for view in scene.views):
+    if any(view.has_depth for view in scene.views):
         cloud = fuse_depth(scene, min_confidence=min_confidence, voxel_size=voxel_size)
         write_ply(out / "points.ply", cloud.xyz, cloud.rgb)
         written.append(out / "points.ply")
@@ -103,7 +103,7 @@ def run(args) -> int:
             if kind != "registered":
                 print(f"  {name}: {kind}" + (" (no camera, no depth)" if kind == "unregistered" else ""))
     registered = sum(view.camera is not None for view in scene.views)
-    with_depth = [v for v in scene.views if v.depth is not None]
+    with_depth = [v for v in scene.views if v.has_depth]
     valid = np.mean([float(np.mean(v.depth > 0)) for v in with_depth]) if with_depth else 0.0
     cached = f" (from cache: {', '.join(timings.cached)})" if timings.cached else ""
     print(

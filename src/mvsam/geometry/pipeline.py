@@ -99,7 +99,7 @@ def _needs_sparse(scene: Scene, settings: GeometrySettings) -> bool:
         return False
     if settings.triangulate or not settings.compute_depth:
         return True
-    return any(v.depth is None and v.depth_range is None for v in scene.views)
+    return any(not v.has_depth and v.depth_range is None for v in scene.views)
 
 
 def _sparse_arrays(sparse: SparsePoints | None) -> dict[str, np.ndarray]:

@@ -252,7 +252,7 @@ class AutoSegmenter:
         config: AutoConfig | None = None,
         progress: bool = True,
     ) -> None:
-        posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
+        posed = [v for v in scene.views if v.camera is not None and v.has_depth]
         if len(posed) < 2:
             raise InputError(
                 f"{scene.root}: automatic mode needs cameras and depth for at least two views "
@@ -708,7 +708,7 @@ def consistency(result: AutoResult, neighbours: int = 2, stride: int = 2) -> flo
 
 def id_map_consistency(scene: Scene, maps: list[np.ndarray], neighbours: int = 2, stride: int = 2) -> float:
     """MastSAM's consistency of any per-view HxW integer id maps (see :func:`consistency`)."""
-    posed = [i for i, v in enumerate(scene.views) if v.camera is not None and v.depth is not None]
+    posed = [i for i, v in enumerate(scene.views) if v.camera is not None and v.has_depth]
     if len(posed) < 2:
         return float("nan")
     cameras, depths, labels = [], [], []

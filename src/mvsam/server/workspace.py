@@ -336,7 +336,7 @@ class Workspace:
             return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
         if self._scene_points is None:
             scene = self.scene
-            posed = [v for v in scene.views if v.camera is not None and v.depth is not None]
+            posed = [v for v in scene.views if v.camera is not None and v.has_depth]
             if not posed and scene.sparse is not None:
                 self._scene_points = (scene.sparse.xyz, scene.sparse.rgb)
                 return self._scene_points
@@ -344,13 +344,14 @@ class Workspace:
             rng = np.random.default_rng(0)
             xyz, rgb = [], []
             for view in posed:
-                rows, cols = np.nonzero(view.depth > 0)
+                depth = view.depth
+                rows, cols = np.nonzero(depth > 0)
                 if len(rows) == 0:
                     continue
                 pick = rng.choice(len(rows), min(per_view, len(rows)), replace=False)
                 rows, cols = rows[pick], cols[pick]
                 xy = np.stack([cols, rows], axis=1).astype(np.float64)
-                xyz.append(view.camera.unproject(xy, view.depth[rows, cols]))
+                xyz.append(view.camera.unproject(xy, depth[rows, cols]))
                 rgb.append(view.load_image()[rows, cols])
             if xyz:
                 self._scene_points = (np.concatenate(xyz), np.concatenate(rgb))
