@@ -5,13 +5,18 @@ load from other processes hits them alike), the speed-up over plain float32 eage
 in the same run, one-off build cost (fold/export/compile), and parity with the official
 MobileSAM outputs in ``shared/reference`` (embedding max abs error, mask IoU, predicted-IoU error).
 Decoder: one prompt, and ``predict_batch`` of 49 prompt sets (a 7x7 grid of points).
+``--held-out``: mask agreement of every variant with float32 torch beyond the 8-mask parity set, on 18
+images none of the parity set's (7 DAVIS videos x 2 frames, 2 LLFF fern, 2 fox views) x 9 clicks (3x3 grid),
+all 3 multimask candidates.
 
     python benchmarks/bench_sam.py --threads 2 --variants torch,onnx,openvino,openvino-bf16 --json out.json
 
 Variants: the library backends ``torch``, ``torch-fused``, ``onnx``, ``openvino``, ``openvino-bf16``,
 ``openvino-mixed`` (see mvsam.sam.accelerate) and
-two experiments kept here because they lose on parity or cost: ``torch-bf16`` (torch-fused with
-bfloat16 autocast in the attention stages) and ``torch-compile`` (inductor with freezing).
+three experiments kept here because they lose on parity or cost: ``torch-bf16`` (torch-fused with
+bfloat16 autocast in the attention stages), ``torch-compile`` (inductor with freezing) and
+``openvino-int8`` (NNCF post-training int8, transformer preset, calibrated on 13 images that are in
+neither the parity set, DTU, nor ``--held-out``; ``pip install -e .[quantize]``).
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from mvsam.sam.accelerate import FusedTorchEncoder, build_encoder, onnx_path
 from mvsam.sam.model import Sam, load_sam
 from mvsam.sam.predictor import Prompt, SamPredictor, preprocess
 from mvsam.sam.weights import read_state_dict, weights_fingerprint
+from mvsam.segment.masks import mask_iou
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LIBRARY_VARIANTS = ("torch", "torch-fused", "onnx", "openvino", "openvino-bf16", "openvino-mixed")
-EXPERIMENTAL_VARIANTS = ("torch-bf16", "torch-compile")
+EXPERIMENTAL_VARIANTS = ("torch-bf16", "torch-compile", "openvino-int8")
 BASELINE = "torch"
 
 
@@ -53,6 +59,19 @@ class Parity:
 
 
 @dataclass
+class Agreement:
+    """Mask agreement with float32 on held-out images: every candidate, and the best-scored one."""
+
+    masks: int
+    mean_iou: float
+    min_iou: float
+    share_below_099: float
+    share_below_09: float
+    top_min_iou: float  # SAM's best-scored candidate of each click
+    top_share_below_099: float
+
+
+@dataclass
 class VariantResult:
     name: str
     encoder_name: str
@@ -61,6 +80,7 @@ class VariantResult:
     all_seconds: dict[str, list[float]] = field(default_factory=dict)
     speedup: dict[str, float] = field(default_factory=dict)  # baseline median / this median
     parity: Parity | None = None
+    held_out: Agreement | None = None
 
 
 @dataclass
@@ -105,6 +125,35 @@ def _compiled_encoder(model: Sam) -> Callable[[torch.Tensor], torch.Tensor]:
     return encode
 
 
+def calibration_images() -> list[Path]:
+    """``openvino-int8``'s calibration set: LLFF fern, fox and DAVIS frames, none in the parity set, DTU or
+    :func:`held_out_images`."""
+    davis = SHARED / "data/davis2016_train8/JPEGImages/480p"
+    files = sorted((SHARED / "data/llff_fern/images_4").glob("*.png"))[5::5]
+    files += sorted((SHARED / "data/ngp_fox/images").glob("*.jpg"))[10::12]
+    return files + [davis / sequence / "00010.jpg" for sequence in ("boat", "car-turn", "surf", "tennis")]
+
+
+def _int8_encoder(model: Sam, weights_id: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The OpenVINO float32 encoder's ONNX export quantised to int8 by NNCF, compiled like ``openvino``."""
+    import nncf
+    import openvino
+
+    from mvsam.sam.accelerate import OpenVinoEncoder
+
+    build_encoder(model, "mobile_sam", weights_id, "openvino")  # makes sure the export exists
+    calibration = [preprocess(read_rgb(path), model)[0].numpy() for path in calibration_images()]
+    quantized = nncf.quantize(
+        openvino.Core().read_model(str(onnx_path(weights_id, "mobile_sam", model.image_encoder))),
+        nncf.Dataset(calibration),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration),
+    )
+    path = onnx_path(weights_id, "mobile_sam", model.image_encoder, "encoder-int8").with_suffix(".xml")
+    openvino.save_model(quantized, path)
+    return OpenVinoEncoder(path, "f32")
+
+
 def build_variant(
     name: str, model: Sam, weights_id: str, example: torch.Tensor, fresh_export: bool
 ) -> tuple[SamPredictor, float]:
@@ -128,6 +177,8 @@ def build_variant(
             raise RuntimeError(f"the {name} backend fell back to {backend.name}; see the warning above")
     elif name == "torch-bf16":
         encoder, encoder_name = _bf16_encoder(model), "torch-bf16"
+    elif name == "openvino-int8":
+        encoder, encoder_name = _int8_encoder(model, weights_id), "openvino-int8"
     elif name == "torch-compile":
         encoder, encoder_name = _compiled_encoder(model), "torch-compile"
     else:
@@ -166,6 +217,46 @@ def reference_parity(predictor: SamPredictor, cases: list[dict], reference: dict
                 min_iou = min(min_iou, float((mask & truth).sum() / max((mask | truth).sum(), 1)))
             max_score = max(max_score, float(np.abs(scores - reference[key + "iou"]).max()))
     return Parity(max_abs, float(np.mean(mean_abs)), min_iou, max_score)
+
+
+def held_out_images() -> list[Path]:
+    """Images for ``--held-out``: none of the parity set's (which has DTU view 0 and dog-agility frame 0)."""
+    davis = SHARED / "data/davis2016_train8/JPEGImages/480p"
+    sequences = ("boat", "car-turn", "motocross-bumps", "rollerblade", "surf", "swing", "tennis")
+    files = [davis / sequence / f"{frame:05d}.jpg" for sequence in sequences for frame in (0, 20)]
+    files += sorted((SHARED / "data/llff_fern/images_4").glob("*.png"))[:2]
+    return files + sorted((SHARED / "data/ngp_fox/images").glob("*.jpg"))[:2]
+
+
+def held_out_agreement(predictors: dict[str, SamPredictor], images: list[Path]) -> dict[str, Agreement]:
+    """Each predictor's masks against the float32 baseline's, for a 3x3 grid of single clicks per image."""
+    ious: dict[str, list[float]] = {name: [] for name in predictors if name != BASELINE}
+    top: dict[str, list[float]] = {name: [] for name in ious}
+    for path in images:
+        image = read_rgb(path)
+        height, width = image.shape[:2]
+        for predictor in predictors.values():
+            predictor.set_image(image)
+        for y in np.linspace(0, height - 1, 5)[1:-1]:
+            for x in np.linspace(0, width - 1, 5)[1:-1]:
+                click = (np.array([[x, y]]), np.array([1]))
+                expected, expected_scores, _ = predictors[BASELINE].predict(*click, multimask=True)
+                for name in ious:
+                    masks, scores, _ = predictors[name].predict(*click, multimask=True)
+                    ious[name] += [mask_iou(a, b) for a, b in zip(masks, expected, strict=True)]
+                    top[name].append(mask_iou(masks[scores.argmax()], expected[expected_scores.argmax()]))
+    return {
+        name: Agreement(
+            len(values),
+            float(np.mean(values)),
+            float(np.min(values)),
+            float(np.mean(np.array(values) < 0.99)),
+            float(np.mean(np.array(values) < 0.9)),
+            float(np.min(top[name])),
+            float(np.mean(np.array(top[name]) < 0.99)),
+        )
+        for name, values in ious.items()
+    }
 
 
 def time_decoder(predictor: SamPredictor, image: np.ndarray, repeats: int) -> DecoderResult:
@@ -235,6 +326,9 @@ def run(args: argparse.Namespace) -> dict:
         reference = dict(np.load(SHARED / "reference/mobile_sam_parity.npz"))
         for name in names:
             results[name].parity = reference_parity(predictors[name], cases, reference)
+    if args.held_out:
+        for name, agreement in held_out_agreement(predictors, held_out_images()).items():
+            results[name].held_out = agreement
     decoder = time_decoder(predictors[BASELINE], images["dtu_1600x1200"], args.repeats)
     return {
         "threads": args.threads,
@@ -259,6 +353,16 @@ def print_report(report: dict) -> None:
             line += f" {parity['embedding_max_abs']:8.1e} {parity['embedding_mean_abs']:9.1e}"
             line += f" {parity['min_mask_iou']:8.4f} {parity['max_score_error']:9.1e}"
         print(line)
+    for variant in report["variants"]:
+        if variant["held_out"]:
+            held = variant["held_out"]
+            print(
+                f"held-out vs float32, {variant['name']}: {held['masks']} candidate masks, "
+                f"mean IoU {held['mean_iou']:.4f}, worst {held['min_iou']:.3f}, "
+                f"below 0.99 {held['share_below_099']:.1%}, below 0.9 {held['share_below_09']:.1%}; "
+                f"best-scored mask worst {held['top_min_iou']:.3f}, "
+                f"below 0.99 {held['top_share_below_099']:.1%}"
+            )
     decoder = report["decoder"]
     print(
         f"decoder: single prompt {decoder['single_prompt_seconds'] * 1e3:.0f} ms, "
@@ -279,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=str(SHARED / "weights/mobile_sam.pt"))
     parser.add_argument("--fresh-export", action="store_true", help="re-export ONNX to time the export")
     parser.add_argument("--skip-parity", action="store_true", help="timings only")
+    parser.add_argument(
+        "--held-out", action="store_true", help="mask agreement with float32 on 18 held-out images"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.threads < 1:

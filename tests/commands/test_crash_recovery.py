@@ -125,8 +125,12 @@ def test_killed_runs_leave_nothing_behind(env, reference, tmp_path):
     (out / "masks").mkdir(parents=True)
     (out / "masks" / "stale_from_an_old_run.png").write_bytes(b"old")
 
-    def embeddings_written() -> bool:
-        return any((cache / "embeddings").rglob("*.npy"))
+    def embeddings() -> int:
+        return len(list((cache / "embeddings").rglob("*.npy")))
+
+    def new_embedding():  # the prompted view is embedded before geometry: count from the stage's start
+        before = embeddings()
+        return lambda: embeddings() > before
 
     def masks_written() -> bool:
         try:  # the run clears the folder before writing: it may vanish between polls
@@ -134,19 +138,16 @@ def test_killed_runs_leave_nothing_behind(env, reference, tmp_path):
         except FileNotFoundError:
             return False
 
+    # (stage, a function that returns when to send the signal, delay, signal); Ctrl-C first, as soon as the
+    # prompted view's embedding is written (before geometry): later the rest of a 4-view run can be too short
     stages = [
-        ("geometry", lambda: (cache / "geometry" / ".lock").exists(), 0.5, signal.SIGKILL),
-        ("embeddings", embeddings_written, 0.0, signal.SIGKILL),
-        (
-            "embeddings",
-            lambda: len(list((cache / "embeddings").rglob("*.npy"))) >= 2,
-            0.0,
-            signal.SIGINT,
-        ),
-        ("writing", masks_written, 0.0, signal.SIGKILL),
+        ("first embedding", new_embedding, 0.0, signal.SIGINT),
+        ("geometry", lambda: lambda: (cache / "geometry" / ".lock").exists(), 0.5, signal.SIGKILL),
+        ("embeddings", new_embedding, 0.0, signal.SIGKILL),
+        ("writing", lambda: masks_written, 0.0, signal.SIGKILL),
     ]
-    for stage, ready, delay, sig in stages:
-        result = interrupt(scene, out, env, ready, sig, delay)
+    for stage, when, delay, sig in stages:
+        result = interrupt(scene, out, env, when(), sig, delay)
         if sig == signal.SIGINT:
             assert result.returncode == 130, (stage, result.stderr[-2000:])
             assert "Traceback" not in result.stderr and "mvsam segment: interrupted" in result.stderr

@@ -21,7 +21,12 @@ def test_segment_writes_every_view(tmp_path, mobile_sam_checkpoint, mobile_sam_p
     argv = ["segment", str(SCENE_DIR), "--prompt", "view=0.jpg,x=265,y=267,label=1", "--out", str(out)]
     argv += ["--cache-dir", str(cache), "--checkpoint", str(mobile_sam_checkpoint), "--iterations", "2"]
     assert main(argv) == 0
-    assert "object visible in 8/8 views" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "object visible in 8/8 views" in printed
+    # the clicked view's mask is written and printed first, before geometry and the other views
+    assert printed.index("first mask of 0.jpg:") < printed.index("object visible")
+    first = np.asarray(Image.open(out / "first_masks" / "0.png")) > 0
+    assert iou(first, ground_truth_instances(0) == 1) > 0.9
     for view in range(8):
         mask = np.asarray(Image.open(out / "masks" / f"{view}.png"))
         assert mask.shape == (480, 640) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
@@ -33,6 +38,7 @@ def test_segment_writes_every_view(tmp_path, mobile_sam_checkpoint, mobile_sam_p
     assert len(report["views"]) == 8 and report["views"][0]["prompted"]
     assert all(v["visible"] and 0 < v["score"] <= 1.2 for v in report["views"])
     assert {"geometry", "encode", "decode", "vote", "total"} <= set(report["seconds"])
+    assert report["first_masks"] == ["0.jpg"] and report["seconds"]["first_masks"] > 0
 
 
 def test_segment_bad_prompts_exit_with_a_message(tmp_path, capsys):

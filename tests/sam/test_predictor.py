@@ -28,29 +28,54 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def test_parity_with_original_mobile_sam(mobile_sam_predictor, shared_dir):
+@pytest.fixture(scope="module")
+def float32_predictor(mobile_sam_checkpoint):
+    """The model code itself (eager torch, float32), whatever the default encoder backend is."""
+    return load_predictor("mobile_sam", checkpoint=mobile_sam_checkpoint, cache_dir=None, encoder="torch")
+
+
+def _parity_outputs(predictor, shared_dir):
+    """(embedding error, masks, scores, low-res logits, reference key) per prompt of the parity set."""
     cases, arrays = _reference(shared_dir)
     for case in cases:
-        mobile_sam_predictor.set_image(read_rgb(shared_dir / case["image"]))
-        embedding = mobile_sam_predictor.embedding.features.numpy()
-        reference_embedding = arrays[f"case{case['case']}_embedding"].astype(np.float32)
-        assert np.abs(embedding - reference_embedding).max() < 2e-2
+        predictor.set_image(read_rgb(shared_dir / case["image"]))
+        embedding = predictor.embedding.features.numpy()
+        error = np.abs(embedding - arrays[f"case{case['case']}_embedding"].astype(np.float32)).max()
         for index, prompt in enumerate(case["prompts"]):
-            key = f"case{case['case']}_prompt{index}_"
-            masks, scores, logits = mobile_sam_predictor.predict(
+            masks, scores, logits = predictor.predict(
                 points=None if prompt["points"] is None else np.array(prompt["points"]),
                 labels=None if prompt["labels"] is None else np.array(prompt["labels"]),
                 box=None if prompt["box"] is None else np.array(prompt["box"]),
                 multimask=prompt["multimask"],
             )
-            reference_masks = _reference_masks(arrays, key)
-            assert masks.shape == reference_masks.shape
-            assert masks.dtype == bool
-            for mask, reference_mask in zip(masks, reference_masks, strict=True):
-                assert _iou(mask, reference_mask) >= 0.99
-            np.testing.assert_allclose(scores, arrays[key + "iou"], atol=1e-2)
-            assert logits.shape == (len(masks), 256, 256)
-            np.testing.assert_allclose(logits, arrays[key + "lowres_logits"].astype(np.float32), atol=0.1)
+            yield error, masks, scores, logits, f"case{case['case']}_prompt{index}_"
+
+
+def test_parity_with_original_mobile_sam(float32_predictor, shared_dir):
+    """The ported model code: float32 outputs match the official model's down to the raw logits."""
+    _, arrays = _reference(shared_dir)
+    for error, masks, scores, logits, key in _parity_outputs(float32_predictor, shared_dir):
+        assert error < 1e-3
+        reference_masks = _reference_masks(arrays, key)
+        assert masks.shape == reference_masks.shape
+        assert masks.dtype == bool
+        for mask, reference_mask in zip(masks, reference_masks, strict=True):
+            assert _iou(mask, reference_mask) >= 0.99
+        np.testing.assert_allclose(scores, arrays[key + "iou"], atol=1e-2)
+        assert logits.shape == (len(masks), 256, 256)
+        np.testing.assert_allclose(logits, arrays[key + "lowres_logits"].astype(np.float32), atol=0.1)
+
+
+def test_default_encoder_keeps_mask_parity(mobile_sam_predictor, shared_dir):
+    """Whatever backend ``auto`` (or ``$MVSAM_ENCODER``) picks, the masks decide: every mask of the parity
+    set within IoU 0.99 of the official model's (issue 13)."""
+    _, arrays = _reference(shared_dir)
+    ious = []
+    for _, masks, scores, _, key in _parity_outputs(mobile_sam_predictor, shared_dir):
+        reference_masks = _reference_masks(arrays, key)
+        ious += [_iou(mask, reference) for mask, reference in zip(masks, reference_masks, strict=True)]
+        np.testing.assert_allclose(scores, arrays[key + "iou"], atol=1e-2)
+    assert len(ious) == 8 and min(ious) >= 0.99  # openvino-mixed: 0.995 worst; openvino fp32: 1.0
 
 
 @pytest.fixture(scope="module")

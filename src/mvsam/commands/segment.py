@@ -77,6 +77,21 @@ def _view_record(view: ViewResult) -> dict:
 
 
 OUTPUTS = ["masks", "overlays", "object.ply", "report.json"]
+FIRST_MASKS = "first_masks"  # the prompted views' masks from the prompts alone, written before the rest
+
+
+def _write_first_masks(segmenter: Segmenter, prompts, out: Path, start: float) -> tuple[list[str], float]:
+    """``out/first_masks/<stem>.png`` for each prompted view, as soon as its own embedding exists (before
+    geometry and the other views), each printed with the seconds since the command started; returns the
+    views' names and those seconds."""
+    names = []
+    for index, mask in segmenter.first_masks(prompts).items():
+        view = segmenter.scene.views[index]
+        path = out / FIRST_MASKS / f"{view.stem}.png"
+        write_mask_png(path, mask)
+        names.append(view.name)
+        print(f"first mask of {view.name}: {path} ({time.perf_counter() - start:.1f}s)", flush=True)
+    return names, time.perf_counter() - start
 
 
 def run(args) -> int:
@@ -101,11 +116,17 @@ def run(args) -> int:
     predictor = load_predictor(
         args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
     )
+    clear_outputs(out, [FIRST_MASKS])
+    first: tuple[list[str], float] | None = None
+    if any(view.camera is not None for view in scene.views):  # cameras from the loader: no geometry needed
+        segmenter = Segmenter(scene, predictor, config)
+        first = _write_first_masks(segmenter, prompts, out, start)
     timings = GeometryTimings()
     tick = time.perf_counter()
     compute_geometry(scene, settings, progress=True, timings=timings)
     geometry_seconds = time.perf_counter() - tick
-    segmenter = Segmenter(scene, predictor, config)
+    if first is None:  # cameras from SfM: the first mask comes with the rest
+        segmenter = Segmenter(scene, predictor, config)
     result = segmenter.segment(prompts)
     masks = [segmenter.mask(index) for index in range(len(scene.views))]
     motion = check_static_object(scene, masks, [i for i, view in enumerate(result.views) if view.prompted])
@@ -148,8 +169,10 @@ def run(args) -> int:
             "geometry": geometry_seconds,
             "write": write_seconds,
             "all": time.perf_counter() - start,
-        },
+        }
+        | ({} if first is None else {"first_masks": first[1]}),
         "geometry_cached": timings.cached,
+        "first_masks": None if first is None else first[0],
         "static_check": None if motion is None else asdict(motion) | {"moving": motion.moving},
     }
     atomic_write_bytes(

@@ -19,7 +19,16 @@ float32, so embeddings stay within ~3e-4 of the official model:
   channels-last memory layout (1.2-1.6x faster, no extra dependency).
 
 bfloat16 autocast in torch (even only in the attention stages) and int8 quantisation of ONNX
-MatMuls were measured too and break parity (mask IoU 0.984; embedding error 7.8e-2).
+MatMuls were measured too and break parity (mask IoU 0.984; embedding error 7.8e-2), and so do
+NNCF's post-training int8 quantisation for OpenVINO (transformer preset, 13 calibration images from
+LLFF fern, fox and DAVIS: worst mask IoU 0.39-0.78 by calibration set, 0.86 with SmoothQuant) and
+one bf16 model with chosen nodes kept in float32 by OpenVINO's ``precise`` runtime attribute
+(honoured for LayerNorm, no parity gain; lost inside fused attention and MLP subgraphs; marked
+convolutions fail to compile in OpenVINO 2026.4), hence ``openvino-mixed``'s two-model split.
+``openvino-mixed`` stays opt-in: it keeps the parity set's masks (worst IoU 0.995) but not all
+masks: on 18 held-out images x 9 clicks, 11% of SAM's candidate masks differ from float32's by more
+than IoU 0.99 (worst 0.76), and a tracking test's absent frame turns into a false re-detection
+(README "Encoder backends").
 
 ``auto`` picks, for MobileSAM, ``openvino`` when OpenVINO is installed, else ``onnx`` when
 onnxruntime is, else ``torch-fused``; the environment variable ``MVSAM_ENCODER`` (one of
