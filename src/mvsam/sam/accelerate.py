@@ -391,7 +391,7 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
 # spends much of a pass between small ops (the mask prompt's LayerNorms, the upscaling); the exported
 # graph (mask-prompt embedding + decoder) runs the same float32 math in one call.
 
-DECODER_BACKENDS = ("auto", "torch", "onnx", "openvino")
+DECODER_BACKENDS = ("auto", "torch", "onnx", "openvino", "openvino-bf16")
 DECODER_ENV = "MVSAM_DECODER"
 # Bx256x64x64 image embeddings, BxTx256 sparse prompt embeddings, Bx1x256x256 mask prompts or None ->
 # (Bx4x256x256 low-res logits, Bx4 predicted IoU), every mask token (MaskDecoder.decode_all)
@@ -489,13 +489,13 @@ class _ExportForward(nn.Module):
 
 
 class ExportedDecoder:
-    """An exported :class:`DecoderGraph` run by ONNX Runtime or OpenVINO (float32); called like
-    :data:`Decoder`."""
+    """An exported :class:`DecoderGraph` run by ONNX Runtime or OpenVINO (``precision`` "f32", or "bf16"
+    for OpenVINO); called like :data:`Decoder`."""
 
-    def __init__(self, path: Path, runtime: str, threads: int | None = None) -> None:
+    def __init__(self, path: Path, runtime: str, threads: int | None = None, precision: str = "f32") -> None:
         self.runtime = runtime
         if runtime == "openvino":
-            self.model = _OpenVinoModel(path, "f32", threads)
+            self.model = _OpenVinoModel(path, precision, threads)
         else:
             self.session = _onnxruntime_session(path, threads)
 
@@ -515,14 +515,26 @@ class ExportedDecoder:
         return torch.from_numpy(logits), torch.from_numpy(iou)
 
 
+def _native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bfloat16 natively here (AVX512-BF16 or AMX); elsewhere a bf16
+    hint would only emulate it."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "torch") -> DecoderBackend:
     """The mask decoder for ``backend`` (one of :data:`DECODER_BACKENDS`).
 
     ``auto`` (unless ``$MVSAM_DECODER`` names another) is ``onnx`` when onnxruntime is installed, else
     ``openvino`` when OpenVINO is, else ``torch``; a runtime that is missing or fails falls back along
-    the same order with a warning. All run the float32 model (mask IoU >= 0.99 against torch). On 2
+    the same order with a warning. These run the float32 model (mask IoU >= 0.99 against torch). On 2
     cores ONNX Runtime decoded a prompt set 1.9x faster than eager torch at load 5, 7.2x at load 25
     (OpenVINO 1.6x, 5.8x; ``benchmarks/bench_decoder.py``, README "Measured results").
+
+    ``openvino-bf16``: OpenVINO in bfloat16 where the CPU runs it natively (float32 elsewhere), then
+    ONNX Runtime, then torch: the web app's, for click latency (~1.5x fewer CPU seconds a pass than
+    ONNX Runtime; full-size masks IoU >= 0.99 against torch on the parity set, README "Web app").
     """
     if backend not in DECODER_BACKENDS:
         raise InputError(f"unknown decoder backend {backend!r}; choose one of {', '.join(DECODER_BACKENDS)}")
@@ -532,23 +544,30 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     if backend == "torch":
         return torch_backend
     path = onnx_path(weights_id, model_type, graph, part="decoder")
-    runtimes = {"auto": ("onnxruntime", "openvino"), "openvino": ("openvino", "onnxruntime")}
+    runtimes = {
+        "auto": ("onnxruntime", "openvino"),
+        "openvino": ("openvino", "onnxruntime"),
+        "openvino-bf16": ("openvino", "onnxruntime"),
+    }
     available = {"openvino": openvino_available, "onnxruntime": onnxruntime_available}
     for runtime in runtimes.get(backend, ("onnxruntime",)):
         if not available[runtime]():
             if backend != "auto":
                 log.warning("%s is not installed; trying the next decoder backend", runtime)
             continue
+        bf16 = backend == "openvino-bf16" and runtime == "openvino" and _native_bf16()
+        precision = "bf16" if bf16 else "f32"
         try:
             session = _cached_session(
                 path,
-                f"decoder-{runtime}",
+                f"decoder-{runtime}-{precision}",
                 lambda: export_decoder_onnx(graph, path),
-                lambda runtime=runtime: ExportedDecoder(path, runtime),
+                lambda runtime=runtime, precision=precision: ExportedDecoder(path, runtime, None, precision),
             )
         except Exception as error:  # the exporter and the runtimes raise many types; torch still works
             log.warning("%s decoder unavailable (%s); trying the next backend", runtime, error)
             continue
         name = "openvino" if runtime == "openvino" else "onnx"
-        return DecoderBackend(f"{name}-fp32-v{ONNX_EXPORT_VERSION}", session, chunk_size=1)
+        label = "bf16" if precision == "bf16" else "fp32"
+        return DecoderBackend(f"{name}-{label}-v{ONNX_EXPORT_VERSION}", session, chunk_size=1)
     return torch_backend
