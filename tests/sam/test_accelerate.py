@@ -265,6 +265,11 @@ def test_bf16_decoder_keeps_full_size_masks_under_its_own_key(mobile_sam_predict
             ious.append(_iou(full[0].numpy(), full[1].numpy()))
     assert min(ious) >= 0.98  # measured 0.987-0.991 (mean 0.997); DTU through the web app: README
     assert largest_change > 1e-2  # not float32 under another name
+    # the graph takes one prompt set a call: a batch is decoded row by row, with the same results
+    embedding, prompt, _ = requests[-1]
+    single = predictor.predict_batch([(embedding, prompt)], return_masks=False)[0]
+    for pair in predictor.predict_batch([(embedding, prompt)] * 2, return_masks=False, chunk_size=2):
+        np.testing.assert_array_equal(pair.low_res_logits, single.low_res_logits)
     # a CPU without native bf16 gets the float32 graph, named as such
     monkeypatch.setattr(accelerate, "_native_bf16", lambda: False)
     fallback = accelerate.build_decoder(model, "mobile_sam", weights, "openvino-bf16")

@@ -442,15 +442,18 @@ class DecoderGraph(nn.Module):
         return self.decoder.decode_all(image_embeddings, self.image_pe, sparse, dense)
 
 
-def export_decoder_onnx(graph: DecoderGraph, path: Path) -> None:
-    """Export a :class:`DecoderGraph` to ONNX at ``path`` (batch and prompt-token count dynamic)."""
+def export_decoder_onnx(graph: DecoderGraph, path: Path, single: bool = False) -> None:
+    """Export a :class:`DecoderGraph` to ONNX at ``path`` (prompt-token count dynamic; the batch too,
+    unless ``single``: one prompt set per call)."""
     buffer = io.BytesIO()
+    batch = 1 if single else 2
     example = (
-        torch.zeros(2, 256, 64, 64),
-        torch.zeros(2, 7, 256),
-        torch.zeros(2, 1, 256, 256),
-        torch.ones(2),
+        torch.zeros(batch, 256, 64, 64),
+        torch.zeros(batch, 7, 256),
+        torch.zeros(batch, 1, 256, 256),
+        torch.ones(batch),
     )
+    batch_axis = {} if single else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -462,12 +465,12 @@ def export_decoder_onnx(graph: DecoderGraph, path: Path) -> None:
             input_names=list(EXPORTED_DECODER_INPUTS),
             output_names=["logits", "iou"],
             dynamic_axes={
-                "image_embeddings": {0: "batch"},
-                "sparse": {0: "batch", 1: "tokens"},
-                "masks": {0: "batch"},
-                "has_mask": {0: "batch"},
-                "logits": {0: "batch"},
-                "iou": {0: "batch"},
+                "image_embeddings": batch_axis,
+                "sparse": {**batch_axis, 1: "tokens"},
+                "masks": batch_axis,
+                "has_mask": batch_axis,
+                "logits": batch_axis,
+                "iou": batch_axis,
             },
             opset_version=ONNX_OPSET,
         )
@@ -490,10 +493,19 @@ class _ExportForward(nn.Module):
 
 class ExportedDecoder:
     """An exported :class:`DecoderGraph` run by ONNX Runtime or OpenVINO (``precision`` "f32", or "bf16"
-    for OpenVINO); called like :data:`Decoder`."""
+    for OpenVINO); called like :data:`Decoder`. ``single``: the export takes one prompt set per call
+    (``export_decoder_onnx(single=True)``), and a batch is decoded row by row."""
 
-    def __init__(self, path: Path, runtime: str, threads: int | None = None, precision: str = "f32") -> None:
+    def __init__(
+        self,
+        path: Path,
+        runtime: str,
+        threads: int | None = None,
+        precision: str = "f32",
+        single: bool = False,
+    ) -> None:
         self.runtime = runtime
+        self.single = single
         if runtime == "openvino":
             self.model = _OpenVinoModel(path, precision, threads)
         else:
@@ -503,6 +515,16 @@ class ExportedDecoder:
         self, image_embeddings: torch.Tensor, sparse: torch.Tensor, masks: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = image_embeddings.shape[0]
+        if self.single and batch > 1:
+            rows = [
+                self(
+                    image_embeddings[i : i + 1],
+                    sparse[i : i + 1],
+                    None if masks is None else masks[i : i + 1],
+                )
+                for i in range(batch)
+            ]
+            return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
         has_mask = np.full(batch, 0.0 if masks is None else 1.0, dtype=np.float32)
         if masks is None:
             masks = torch.zeros(batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)
@@ -533,8 +555,9 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     (OpenVINO 1.6x, 5.8x; ``benchmarks/bench_decoder.py``, README "Measured results").
 
     ``openvino-bf16``: OpenVINO in bfloat16 where the CPU runs it natively (float32 elsewhere), then
-    ONNX Runtime, then torch: the web app's, for click latency (~1.5x fewer CPU seconds a pass than
-    ONNX Runtime; full-size masks IoU >= 0.99 against torch on the parity set, README "Web app").
+    ONNX Runtime, then torch, on a graph exported with a batch of one: the web app's, for click latency
+    (DTU correction clicks 1.7x fewer CPU seconds than ``onnx``, same mIoU; full-size masks IoU >= 0.98
+    against torch on the parity set; README "Web app").
     """
     if backend not in DECODER_BACKENDS:
         raise InputError(f"unknown decoder backend {backend!r}; choose one of {', '.join(DECODER_BACKENDS)}")
@@ -543,7 +566,16 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     torch_backend = DecoderBackend("torch-fp32", graph, chunk_size=4)
     if backend == "torch":
         return torch_backend
-    path = onnx_path(weights_id, model_type, graph, part="decoder")
+    # bf16: OpenVINO runs a graph with a fixed batch of one ~1.4x faster than the batch-dynamic one
+    single = backend == "openvino-bf16"
+    path = onnx_path(weights_id, model_type, graph, part="decoder-single" if single else "decoder")
+
+    def export() -> None:
+        if single:
+            export_decoder_onnx(graph, path, single=True)
+        else:
+            export_decoder_onnx(graph, path)
+
     runtimes = {
         "auto": ("onnxruntime", "openvino"),
         "openvino": ("openvino", "onnxruntime"),
@@ -561,8 +593,10 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
             session = _cached_session(
                 path,
                 f"decoder-{runtime}-{precision}",
-                lambda: export_decoder_onnx(graph, path),
-                lambda runtime=runtime, precision=precision: ExportedDecoder(path, runtime, None, precision),
+                export,
+                lambda runtime=runtime, precision=precision: ExportedDecoder(
+                    path, runtime, None, precision, single
+                ),
             )
         except Exception as error:  # the exporter and the runtimes raise many types; torch still works
             log.warning("%s decoder unavailable (%s); trying the next backend", runtime, error)
