@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "dtu_scan24")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "openvino"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "openvino", "openvino-bf16"])
     parser.add_argument("--checkpoint", type=Path, default=SHARED / "weights" / "mobile_sam.pt")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -34,6 +34,7 @@ from mvsam.sam import load_predictor
 from mvsam.sam.accelerate import build_decoder
 from mvsam.scene import Scene
 from mvsam.server import Workspace, create_app
+from mvsam.server.workspace import WEB_DECODER
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BASE_URL = "http://127.0.0.1:8765"
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=3, help="timed correction clicks per reference")
     parser.add_argument("--checkpoint", type=Path, default=SHARED / "weights" / "mobile_sam.pt")
     parser.add_argument(
-        "--decoder", default="auto", help="mask decoder backend (the web app's is auto); torch for before"
+        "--decoder", default=WEB_DECODER, help=f"mask decoder backend (the web app's: {WEB_DECODER})"
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -27,12 +27,13 @@ def demo_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server_predictor(mobile_sam_predictor):
-    """The session's predictor (model and embedding cache shared) with the web app's decoder (``auto``)."""
+    """The session's predictor (model and embedding cache shared) with the web app's decoder."""
     from mvsam.sam.accelerate import build_decoder
     from mvsam.sam.predictor import SamPredictor
+    from mvsam.server.workspace import WEB_DECODER
 
     shared = mobile_sam_predictor
-    decoder = build_decoder(shared.model, shared.model_type, shared.weights_id, "auto")
+    decoder = build_decoder(shared.model, shared.model_type, shared.weights_id, WEB_DECODER)
     return SamPredictor(
         shared.model,
         shared.model_type,

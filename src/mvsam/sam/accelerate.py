@@ -400,7 +400,7 @@ def build_encoder(model: Sam, model_type: str, weights_id: str, backend: str = "
 # spends much of a pass between small ops (the mask prompt's LayerNorms, the upscaling); the exported
 # graph (mask-prompt embedding + decoder) runs the same float32 math in one call.
 
-DECODER_BACKENDS = ("auto", "torch", "onnx", "openvino")
+DECODER_BACKENDS = ("auto", "torch", "onnx", "openvino", "openvino-bf16")
 DECODER_ENV = "MVSAM_DECODER"
 # Bx256x64x64 image embeddings, BxTx256 sparse prompt embeddings, Bx1x256x256 mask prompts or None ->
 # (Bx4x256x256 low-res logits, Bx4 predicted IoU), every mask token (MaskDecoder.decode_all)
@@ -451,15 +451,18 @@ class DecoderGraph(nn.Module):
         return self.decoder.decode_all(image_embeddings, self.image_pe, sparse, dense)
 
 
-def export_decoder_onnx(graph: DecoderGraph, path: Path) -> None:
-    """Export a :class:`DecoderGraph` to ONNX at ``path`` (batch and prompt-token count dynamic)."""
+def export_decoder_onnx(graph: DecoderGraph, path: Path, single: bool = False) -> None:
+    """Export a :class:`DecoderGraph` to ONNX at ``path`` (prompt-token count dynamic; the batch too,
+    unless ``single``: one prompt set per call)."""
     buffer = io.BytesIO()
+    batch = 1 if single else 2
     example = (
-        torch.zeros(2, 256, 64, 64),
-        torch.zeros(2, 7, 256),
-        torch.zeros(2, 1, 256, 256),
-        torch.ones(2),
+        torch.zeros(batch, 256, 64, 64),
+        torch.zeros(batch, 7, 256),
+        torch.zeros(batch, 1, 256, 256),
+        torch.ones(batch),
     )
+    batch_axis = {} if single else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -471,12 +474,12 @@ def export_decoder_onnx(graph: DecoderGraph, path: Path) -> None:
             input_names=list(EXPORTED_DECODER_INPUTS),
             output_names=["logits", "iou"],
             dynamic_axes={
-                "image_embeddings": {0: "batch"},
-                "sparse": {0: "batch", 1: "tokens"},
-                "masks": {0: "batch"},
-                "has_mask": {0: "batch"},
-                "logits": {0: "batch"},
-                "iou": {0: "batch"},
+                "image_embeddings": batch_axis,
+                "sparse": {**batch_axis, 1: "tokens"},
+                "masks": batch_axis,
+                "has_mask": batch_axis,
+                "logits": batch_axis,
+                "iou": batch_axis,
             },
             opset_version=ONNX_OPSET,
         )
@@ -498,13 +501,22 @@ class _ExportForward(nn.Module):
 
 
 class ExportedDecoder:
-    """An exported :class:`DecoderGraph` run by ONNX Runtime or OpenVINO (float32); called like
-    :data:`Decoder`."""
+    """An exported :class:`DecoderGraph` run by ONNX Runtime or OpenVINO (``precision`` "f32", or "bf16"
+    for OpenVINO); called like :data:`Decoder`. ``single``: the export takes one prompt set per call
+    (``export_decoder_onnx(single=True)``), and a batch is decoded row by row."""
 
-    def __init__(self, path: Path, runtime: str, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        runtime: str,
+        threads: int | None = None,
+        precision: str = "f32",
+        single: bool = False,
+    ) -> None:
         self.runtime = runtime
+        self.single = single
         if runtime == "openvino":
-            self.model = _OpenVinoModel(path, "f32", threads)
+            self.model = _OpenVinoModel(path, precision, threads)
         else:
             self.session = _onnxruntime_session(path, threads)
 
@@ -512,6 +524,16 @@ class ExportedDecoder:
         self, image_embeddings: torch.Tensor, sparse: torch.Tensor, masks: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = image_embeddings.shape[0]
+        if self.single and batch > 1:
+            rows = [
+                self(
+                    image_embeddings[i : i + 1],
+                    sparse[i : i + 1],
+                    None if masks is None else masks[i : i + 1],
+                )
+                for i in range(batch)
+            ]
+            return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
         has_mask = np.full(batch, 0.0 if masks is None else 1.0, dtype=np.float32)
         if masks is None:
             masks = torch.zeros(batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)
@@ -524,14 +546,27 @@ class ExportedDecoder:
         return torch.from_numpy(logits), torch.from_numpy(iou)
 
 
+def _native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bfloat16 natively here (AVX512-BF16 or AMX); elsewhere a bf16
+    hint would only emulate it."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "torch") -> DecoderBackend:
     """The mask decoder for ``backend`` (one of :data:`DECODER_BACKENDS`).
 
     ``auto`` (unless ``$MVSAM_DECODER`` names another) is ``onnx`` when onnxruntime is installed, else
     ``openvino`` when OpenVINO is, else ``torch``; a runtime that is missing or fails falls back along
-    the same order with a warning. All run the float32 model (mask IoU >= 0.99 against torch). On 2
+    the same order with a warning. These run the float32 model (mask IoU >= 0.99 against torch). On 2
     cores ONNX Runtime decoded a prompt set 1.9x faster than eager torch at load 5, 7.2x at load 25
     (OpenVINO 1.6x, 5.8x; ``benchmarks/bench_decoder.py``, README "Measured results").
+
+    ``openvino-bf16``: OpenVINO in bfloat16 where the CPU runs it natively (float32 elsewhere), then
+    ONNX Runtime, then torch, on a graph exported with a batch of one: the web app's, for click latency
+    (DTU correction clicks 1.7x fewer CPU seconds than ``onnx``, same mIoU; full-size masks IoU >= 0.98
+    against torch on the parity set; README "Web app").
     """
     if backend not in DECODER_BACKENDS:
         raise InputError(f"unknown decoder backend {backend!r}; choose one of {', '.join(DECODER_BACKENDS)}")
@@ -540,24 +575,42 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     torch_backend = DecoderBackend("torch-fp32", graph, chunk_size=4)
     if backend == "torch":
         return torch_backend
-    path = onnx_path(weights_id, model_type, graph, part="decoder")
-    runtimes = {"auto": ("onnxruntime", "openvino"), "openvino": ("openvino", "onnxruntime")}
+    # bf16: OpenVINO runs a graph with a fixed batch of one ~1.4x faster than the batch-dynamic one
+    single = backend == "openvino-bf16"
+    path = onnx_path(weights_id, model_type, graph, part="decoder-single" if single else "decoder")
+
+    def export() -> None:
+        if single:
+            export_decoder_onnx(graph, path, single=True)
+        else:
+            export_decoder_onnx(graph, path)
+
+    runtimes = {
+        "auto": ("onnxruntime", "openvino"),
+        "openvino": ("openvino", "onnxruntime"),
+        "openvino-bf16": ("openvino", "onnxruntime"),
+    }
     available = {"openvino": openvino_available, "onnxruntime": onnxruntime_available}
     for runtime in runtimes.get(backend, ("onnxruntime",)):
         if not available[runtime]():
             if backend != "auto":
                 log.warning("%s is not installed; trying the next decoder backend", runtime)
             continue
+        bf16 = backend == "openvino-bf16" and runtime == "openvino" and _native_bf16()
+        precision = "bf16" if bf16 else "f32"
         try:
             session = _cached_session(
                 path,
-                f"decoder-{runtime}",
-                lambda: export_decoder_onnx(graph, path),
-                lambda runtime=runtime: ExportedDecoder(path, runtime),
+                f"decoder-{runtime}-{precision}",
+                export,
+                lambda runtime=runtime, precision=precision: ExportedDecoder(
+                    path, runtime, None, precision, single
+                ),
             )
         except Exception as error:  # the exporter and the runtimes raise many types; torch still works
             log.warning("%s decoder unavailable (%s); trying the next backend", runtime, error)
             continue
         name = "openvino" if runtime == "openvino" else "onnx"
-        return DecoderBackend(f"{name}-fp32-v{ONNX_EXPORT_VERSION}", session, chunk_size=1)
+        label = "bf16" if precision == "bf16" else "fp32"
+        return DecoderBackend(f"{name}-{label}-v{ONNX_EXPORT_VERSION}", session, chunk_size=1)
     return torch_backend

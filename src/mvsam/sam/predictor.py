@@ -243,28 +243,25 @@ class SamPredictor:
         self, embeddings: list[ImageEmbedding], prompts: list[Prompt], multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One decoder pass for prompts of one structure -> (BxKx256x256 logits, BxK scores)."""
+        # inputs are stacked by numpy: torch's stack of small arrays waits on its thread pool (~2.5 ms a
+        # call on 2 busy cores, 10% of a correction click)
         first = prompts[0]
         points = None
         if first.points is not None:
-            coords = torch.stack(
-                [
-                    torch.from_numpy(_to_input_coords(p.points, e))
-                    for p, e in zip(prompts, embeddings, strict=True)
-                ]
-            ).float()
-            labels = torch.stack([torch.from_numpy(p.labels) for p in prompts]).long()
-            points = (coords, labels)
+            coords = np.stack(
+                [_to_input_coords(p.points, e) for p, e in zip(prompts, embeddings, strict=True)]
+            )
+            labels = np.stack([p.labels for p in prompts]).astype(np.int64)
+            points = (torch.from_numpy(coords).float(), torch.from_numpy(labels))
         boxes = None
         if first.box is not None:
-            boxes = torch.stack(
-                [
-                    torch.from_numpy(_to_input_coords(p.box.reshape(2, 2), e).reshape(4))
-                    for p, e in zip(prompts, embeddings, strict=True)
-                ]
-            ).float()
+            pairs = zip(prompts, embeddings, strict=True)
+            corners = [_to_input_coords(p.box.reshape(2, 2), e).reshape(4) for p, e in pairs]
+            boxes = torch.from_numpy(np.stack(corners)).float()
         masks = None
         if first.mask_logits is not None:
-            masks = torch.stack([torch.from_numpy(p.mask_logits) for p in prompts]).float().unsqueeze(1)
+            stacked = np.stack([p.mask_logits for p in prompts]).astype(np.float32, copy=False)
+            masks = torch.from_numpy(stacked).unsqueeze(1)
         sparse, _ = self.model.prompt_encoder(points, boxes, None)  # masks: the decoder backend's part
         features = (
             embeddings[0].features if len(embeddings) == 1 else torch.cat([e.features for e in embeddings])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 from mvsam.export.overlay import palette
 from mvsam.geometry import GeometrySettings, compute_geometry
 from mvsam.io.video import FolderFrames
+from mvsam.sam.accelerate import DECODER_ENV
 from mvsam.sam.predictor import SamPredictor
 from mvsam.scene import Scene
 from mvsam.segment.interactive import Segmenter, SegmenterConfig
@@ -35,6 +37,9 @@ STAGES = ("loading", "geometry", "model", "embeddings", "indexing", "restoring")
 MAX_UNDO = 20  # snapshots kept per object; older steps are undone by replaying the prompts
 THUMB_WIDTH = 320  # px
 SCENE_POINTS = 60_000  # points of the dimmed scene cloud in the 3D panel
+# the exported decoder in bfloat16, unless $MVSAM_DECODER names another: a correction click re-decodes
+# many views, and bf16 keeps the masks (README "Web app")
+WEB_DECODER = "openvino-bf16"
 
 
 class NotReady(RuntimeError):
@@ -206,9 +211,9 @@ class Workspace:
         if self.predictor is None:
             from mvsam.sam import load_predictor
 
-            # the exported decoder: a correction click re-decodes many views (README "Web app")
+            decoder = "auto" if os.environ.get(DECODER_ENV) else WEB_DECODER
             self.predictor = load_predictor(
-                self.model, self.checkpoint, cache_dir=self.scene.cache_dir / "embeddings", decoder="auto"
+                self.model, self.checkpoint, cache_dir=self.scene.cache_dir / "embeddings", decoder=decoder
             )
 
     def _finish(self) -> None:
