@@ -110,6 +110,14 @@ def evaluate_davis_sequence(
     }
 
 
+def spread_subset(scene: Scene, count: int) -> Scene:
+    """The scene with ``count`` of its views, evenly spread over its order, view 0 first."""
+    if not 2 <= count <= len(scene):
+        raise InputError(f"--views must be between 2 and {len(scene)} (the scene's views), got {count}")
+    picks = np.unique(np.round(np.linspace(0, len(scene) - 1, count)).astype(int))
+    return Scene(scene.root, [scene.views[i] for i in picks], scene.source_format, scene.cache_dir)
+
+
 def scratch_dir() -> Path:
     """Cache folder for scenes whose own folder is read-only or shared (under ``$MVSAM_HOME``)."""
     from mvsam.cache import mvsam_home
@@ -129,6 +137,12 @@ def add_eval_parser(subparsers) -> None:
         f"{AutoConfig.video_points_per_side})",
     )
     parser.add_argument("--frames", type=int, help="davis: score only the first N frames of each sequence")
+    parser.add_argument(
+        "--views",
+        type=int,
+        help="dtu, consistency: run on N views spread evenly over the scene, view 0 first (a quick check; "
+        "geometry is still computed from all views)",
+    )
     parser.add_argument(
         "--max-objects",
         type=int,
@@ -152,7 +166,11 @@ def add_eval_parser(subparsers) -> None:
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint, cache_dir=not args.cold)
+    # the video mode keeps the torch decoder its numbers were measured with; multi-view decodes exported
+    decoder = "torch" if args.protocol == "davis" else "auto"
+    predictor = load_predictor(
+        args.model, checkpoint=args.checkpoint, cache_dir=not args.cold, decoder=decoder
+    )
     grid = {} if args.points_per_side is None else {"points_per_side": args.points_per_side}
     if args.protocol == "davis" and grid:
         grid = {"video_points_per_side": args.points_per_side}
@@ -187,6 +205,8 @@ def run(args) -> int:
         else:
             scene = Scene.load(args.data)
         scene.geometry()
+        if args.views is not None:
+            scene = spread_subset(scene, args.views)
         result = AutoSegmenter(scene, predictor, config).run()
         report = {
             "objects": len(result.objects),

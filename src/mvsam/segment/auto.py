@@ -75,6 +75,7 @@ class AutoConfig:
     footprint_bonus: float = 4.0  # overlaps: priority added where an object's 3D footprint holds a pixel
     smaller_on_top: float = 1.0  # overlaps: priority of the smallest object over the largest (logit: <= 1)
     min_object_pixels: int = 12  # working pixels below which an object is not in a view
+    judge_views: int = 0  # views where every candidate object is decoded and judged; 0 = 2 x keyframes
     fill_rounds: int = 1  # extra keyframes given to the least covered views
     fill_coverage: float = 0.9  # views covered at least this much need no fill round
     video_keyframe_stride: int = 10  # video mode: automatic masks on every n-th frame
@@ -88,8 +89,8 @@ class AutoConfig:
     def validate(self) -> None:
         if self.video_keyframe_stride < 1:
             raise InputError(f"video_keyframe_stride must be >= 1, got {self.video_keyframe_stride}")
-        if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0:
-            raise InputError("keyframes and fill_rounds must be >= 0 and points_per_side >= 1")
+        if self.keyframes < 0 or self.points_per_side < 1 or self.fill_rounds < 0 or self.judge_views < 0:
+            raise InputError("keyframes, judge_views and fill_rounds must be >= 0 and points_per_side >= 1")
         if self.video_max_objects < 1 or self.video_points_per_side < 1:
             raise InputError("video_max_objects and video_points_per_side must be >= 1")
         if self.granularity not in ("whole", "parts"):
@@ -191,10 +192,11 @@ class _Object:
     footprints: dict[int, np.ndarray] = field(default_factory=dict)  # view -> h x w bool
 
 
-def choose_keyframes(centers: np.ndarray, count: int) -> list[int]:
-    """``count`` rows of Nx3 camera centres spread by farthest-point sampling, from the first view; sorted."""
-    chosen = [0]
-    distance = np.linalg.norm(centers - centers[0], axis=1)
+def choose_keyframes(centers: np.ndarray, count: int, start: list[int] | None = None) -> list[int]:
+    """``count`` rows of Nx3 camera centres spread by farthest-point sampling, from the rows ``start``
+    (default: the first view) which are kept; sorted."""
+    chosen = list(start or [0])
+    distance = np.min([np.linalg.norm(centers - centers[k], axis=1) for k in chosen], axis=0)
     while len(chosen) < min(count, len(centers)):
         nxt = int(np.argmax(distance))
         chosen.append(nxt)
@@ -222,22 +224,24 @@ def whole_masks(
 
 
 def automatic_setup(
-    scene: Scene, predictor: SamPredictor | None, config: AutoConfig | None
+    scene: Scene, predictor: SamPredictor | None, config: AutoConfig | None, decoder: str = "torch"
 ) -> tuple[AutoConfig, SamPredictor, AutomaticMaskGenerator]:
-    """The validated config, the predictor (MobileSAM caching in the scene's cache when None) and the
-    keyframe mask generator shared by :class:`AutoSegmenter` and the video mode."""
+    """The validated config, the predictor (MobileSAM caching in the scene's cache, with the ``decoder``
+    backend, when None) and the keyframe mask generator shared by :class:`AutoSegmenter` and the video
+    mode. The generator decodes in passes of the predictor's best chunk size (torch 4, exported 1)."""
     config = config or AutoConfig()
     config.validate()
     if predictor is None:
         from mvsam.sam import load_predictor
 
-        predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings")
+        predictor = load_predictor("mobile_sam", cache_dir=scene.cache_dir / "embeddings", decoder=decoder)
     generator = AutomaticMaskGenerator(
         predictor,
         points_per_side=config.points_per_side,
         pred_iou_thresh=config.pred_iou_thresh,
         stability_score_thresh=config.stability_score_thresh,
         skip_covered=True,
+        decode_chunk=predictor.decoder.chunk_size,
     )
     return config, predictor, generator
 
@@ -261,7 +265,7 @@ class AutoSegmenter:
             )
         self.scene = scene
         self.progress = progress
-        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config)
+        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config, "auto")
         self.seconds = AutoSeconds()
         self.notes: list[str] = []
 
@@ -630,8 +634,7 @@ class AutoSegmenter:
         log.info("auto: %d keyframe masks, %d clusters", len(masks), len(clusters))
 
         tick = time.perf_counter()
-        self._decode(views, objects)
-        objects = self._reconcile(views, objects)
+        objects = self._decode_judged(views, objects, objects, keyframes)
         self.seconds.decode = time.perf_counter() - tick
         for _ in range(cfg.fill_rounds):
             tick = time.perf_counter()
@@ -640,10 +643,26 @@ class AutoSegmenter:
             if not new:
                 break
             tick = time.perf_counter()
-            self._decode(views, new)
-            objects = self._reconcile(views, objects + new)
+            objects = self._decode_judged(views, objects + new, new, keyframes)
             self.seconds.decode += time.perf_counter() - tick
         return self._finish(views, objects, sorted(keyframes), start)
+
+    def _decode_judged(
+        self, views: list[_View], objects: list[_Object], new: list[_Object], keyframes: list[int]
+    ) -> list[_Object]:
+        """Decode the ``new`` objects on the judging views (the keyframes and views spread between them),
+        keep what :meth:`_reconcile` keeps of ``objects`` there, and decode the kept new ones in the other
+        views: candidates that are duplicates, groups or parts are never decoded in every view."""
+        posed = [s.index for s in views if s.located is not None]
+        count = self.config.judge_views or 2 * len(keyframes)
+        centers = np.array([self.scene.views[i].camera.center for i in posed])
+        rows = choose_keyframes(centers, count, [posed.index(k) for k in keyframes])
+        judges = {posed[k] for k in rows}
+        self._decode([views[i] for i in sorted(judges)], new)
+        kept = self._reconcile([views[i] for i in sorted(judges)], objects)
+        alive = {id(o) for o in kept}
+        self._decode([views[i] for i in posed if i not in judges], [o for o in new if id(o) in alive])
+        return kept
 
     def _finish(
         self, views: list[_View], objects: list[_Object], keyframes: list[int], start: float
