@@ -261,6 +261,28 @@ def test_mask_matches_single_prompt_prediction(auto_masks, predictor, frame):
     assert abs(stability_scores(upscaled, 1.0)[0] - mask.stability_score) < 1e-3
 
 
+def test_working_raster_masks_match_the_full_resolution_ones(auto_masks, predictor, frame):
+    """Automatic mode's setting: masks stay on SAM's 256x144 working raster (854x480 frame), never upscaled;
+    they are the full-resolution masks shrunk, and the car is found as well."""
+    from mvsam.segment.masks import mask_iou, resize_mask
+
+    working = AutomaticMaskGenerator(predictor, points_per_side=8, working_raster=True).generate(frame[0])
+    full = {(m.point_coords, round(m.predicted_iou, 5)): m for m in auto_masks}
+    matched = 0
+    for mask in working:
+        assert mask.segmentation.shape == (144, 256) and mask.area == int(mask.segmentation.sum()) > 0
+        twin = full.get((mask.point_coords, round(mask.predicted_iou, 5)))
+        if twin is not None:
+            matched += 1
+            assert mask_iou(resize_mask(twin.segmentation, (256, 144)), mask.segmentation) > 0.9
+            assert np.abs(np.subtract(twin.bbox, mask.bbox)).max() <= 8  # 3.3 full pixels per cell
+    assert matched >= 0.8 * len(auto_masks)
+    truth = resize_mask(frame[1], (256, 144))
+    assert max(mask_iou(m.segmentation, truth) for m in working) >= 0.9
+    with pytest.raises(ValueError, match="working_raster"):
+        AutomaticMaskGenerator(predictor, crop_n_layers=1, working_raster=True)
+
+
 def test_rle_output_and_small_region_cleanup(predictor, frame):
     """coco_rle + clean-up against binary output without clean-up, on the same 4x4 grid."""
     area = 400

@@ -58,7 +58,9 @@ class AutoConfig:
     the other defaults are SAM's or the interactive mode's, not tuned (see README, automatic mode)."""
 
     keyframes: int = 0  # views given automatic masks; 0 = about sqrt(views), at least 3
-    points_per_side: int = 16  # automatic-mask point grid on keyframes
+    # automatic-mask point grid on keyframes; 8 (was 16): tuned on DTU's odd views, not the held-out view 0:
+    # mIoU 0.908 vs 0.901 (reference view 1) and 0.51 vs 0.05 (view 3) in half the time (README)
+    points_per_side: int = 8
     pred_iou_thresh: float = 0.86
     stability_score_thresh: float = 0.92
     min_mask_share: float = 0.001  # keyframe masks smaller than this share of the view are dropped
@@ -224,11 +226,16 @@ def whole_masks(
 
 
 def automatic_setup(
-    scene: Scene, predictor: SamPredictor | None, config: AutoConfig | None, decoder: str = "torch"
+    scene: Scene,
+    predictor: SamPredictor | None,
+    config: AutoConfig | None,
+    decoder: str = "torch",
+    working_raster: bool = False,
 ) -> tuple[AutoConfig, SamPredictor, AutomaticMaskGenerator]:
     """The validated config, the predictor (MobileSAM caching in the scene's cache, with the ``decoder``
     backend, when None) and the keyframe mask generator shared by :class:`AutoSegmenter` and the video
-    mode. The generator decodes in passes of the predictor's best chunk size (torch 4, exported 1)."""
+    mode. The generator decodes in passes of the predictor's best chunk size (torch 4, exported 1) and
+    with ``working_raster`` returns masks on SAM's working raster (see ``AutomaticMaskGenerator``)."""
     config = config or AutoConfig()
     config.validate()
     if predictor is None:
@@ -242,6 +249,7 @@ def automatic_setup(
         stability_score_thresh=config.stability_score_thresh,
         skip_covered=True,
         decode_chunk=predictor.decoder.chunk_size,
+        working_raster=working_raster,
     )
     return config, predictor, generator
 
@@ -265,7 +273,9 @@ class AutoSegmenter:
             )
         self.scene = scene
         self.progress = progress
-        self.config, self.predictor, self.generator = automatic_setup(scene, predictor, config, "auto")
+        self.config, self.predictor, self.generator = automatic_setup(
+            scene, predictor, config, decoder="auto", working_raster=True
+        )
         self.seconds = AutoSeconds()
         self.notes: list[str] = []
 
