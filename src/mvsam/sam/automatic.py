@@ -316,9 +316,11 @@ class AutomaticMaskGenerator:
         valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
         low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
         if self.working_raster:
-            return self._working_candidates(
+            found = self._working_candidates(
                 points, scores, logits[:, : valid[0], : valid[1]], low_res_stability, crop, image_size
-            ), finest
+            )
+            self.last_timings.postprocess_s += time.perf_counter() - start
+            return found, finest
         keep = np.flatnonzero(
             (scores > self.pred_iou_thresh)
             & (low_res_stability >= self.stability_score_thresh - LOW_RES_STABILITY_SLACK)
@@ -364,7 +366,6 @@ class AutomaticMaskGenerator:
     ) -> _Candidates:
         """Candidates of one batch kept on the working raster: (B*K) scores, (B*K) x h x w logits and
         their stability; boxes scaled to full-image pixels (the whole image is the only crop)."""
-        start = time.perf_counter()
         masks = logits > 0.0
         keep = np.flatnonzero(
             (scores > self.pred_iou_thresh)
@@ -376,7 +377,6 @@ class AutomaticMaskGenerator:
         )
         boxes = np.round(mask_boxes(masks[keep]) * scale).astype(np.int64)
         point_of = np.repeat(points, len(scores) // len(points), axis=0)[keep]
-        self.last_timings.postprocess_s += time.perf_counter() - start
         return _Candidates(
             [encode_rle(masks[i]) for i in keep],
             boxes,
