@@ -21,6 +21,7 @@ from mvsam.sam.masks import (
     rle_area,
     stability_scores,
     upscale_low_res_logits,
+    upscale_matrices,
 )
 from mvsam.sam.predictor import ImageEmbedding, upscale_logits
 
@@ -88,6 +89,27 @@ def test_upscale_matches_predictor_upscale():
         reference = upscale_logits(torch.from_numpy(logits)[None], embedding)[0].numpy()
         assert fast.shape == (5, *original)
         np.testing.assert_allclose(fast, reference, atol=2e-3)
+
+
+def test_upscale_matrices_match_upscale_and_reach_only_near_positive_cells():
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(256, 256)) * 5).astype(np.float32)
+    for original, resized in [
+        ((1200, 1600), (768, 1024)),
+        ((480, 854), (576, 1024)),
+        ((301, 200), (1024, 680)),
+    ]:
+        rows, cols = upscale_matrices(resized, original)
+        assert rows.shape == (original[0], 256) and cols.shape == (original[1], 256)
+        product = rows @ (cols @ logits.T).T
+        reference = upscale_low_res_logits(logits[None], resized, original)[0]
+        np.testing.assert_allclose(product, reference, atol=1e-4)
+        assert np.array_equal(product > 0, reference > 0) and rows.min() >= 0 and cols.min() >= 0
+    one = np.full((256, 256), -3.0, dtype=np.float32)
+    one[100, 50] = 3.0  # a single positive cell: positive pixels lie within a few pixels of its block
+    positive = np.argwhere(upscale_low_res_logits(one[None], (768, 1024), (1200, 1600))[0] > 0)
+    assert np.all(positive.min(axis=0) >= np.array([100, 50]) * 6.25 - 7)
+    assert np.all(positive.max(axis=0) <= np.array([101, 51]) * 6.25 + 7)
 
 
 def _synthetic_mask() -> np.ndarray:

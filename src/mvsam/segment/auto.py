@@ -39,7 +39,7 @@ from mvsam.lift.project import resize_camera, unproject_pixels, visible_mask
 from mvsam.lift.votes import ViewVoxels, VoxelVotes
 from mvsam.lift.voxels import VoxelGrid, default_voxel_size, unique_keys
 from mvsam.sam.automatic import AutomaticMaskGenerator
-from mvsam.sam.masks import upscale_low_res_logits
+from mvsam.sam.masks import upscale_matrices
 from mvsam.sam.predictor import ImageEmbedding, SamPredictor
 from mvsam.scene import Camera, Scene
 from mvsam.segment.candidates import CandidateWeights, choose_candidate
@@ -515,35 +515,46 @@ class AutoSegmenter:
                 obj.decoded[index] = (prediction.low_res_logits[best], float(prediction.scores[best]))
 
     def _resolve(self, state: _View, objects: list[_Object], full: bool) -> np.ndarray:
-        """Per-pixel owner (index into ``objects`` + 1, 0 = none) at full or working resolution."""
+        """Per-pixel owner (index into ``objects`` + 1, 0 = none) at full or working resolution. At full
+        resolution each object's logits are upscaled only over the box its positive cells can reach
+        (:func:`~mvsam.sam.masks.upscale_matrices`); elsewhere they are negative."""
         width, height = state.full_size if full else state.size
         best = np.full((height, width), -np.inf, dtype=np.float32)
         owner = np.zeros((height, width), dtype=np.uint16)
         sizes = np.array([np.count_nonzero(o.votes.probability() > 0.5) for o in objects])
         smallness = 1.0 - (np.argsort(np.argsort(sizes, kind="stable")) + 1) / (len(objects) + 1)
+        if full:
+            rows, cols = upscale_matrices(state.embedding.input_size, state.embedding.original_size)
         for k, obj in enumerate(objects):
             if state.index not in obj.decoded:
                 continue
             logits = obj.decoded[state.index][0]
             if full:
-                logits = upscale_low_res_logits(
-                    logits[None], state.embedding.input_size, state.embedding.original_size
-                )[0]
-                footprint = cv2.resize(
-                    obj.footprints[state.index].astype(np.uint8),
-                    (width, height),
-                    interpolation=cv2.INTER_NEAREST,
-                )
+                positive = logits > 0
+                window_y, window_x = _reach(rows, positive.any(axis=1)), _reach(cols, positive.any(axis=0))
+                if window_y is None or window_x is None:
+                    continue
+                (y0, y1), (x0, x1) = window_y, window_x
+                logits = (cols[x0:x1] @ (rows[y0:y1] @ logits).T).T
+                footprint = obj.footprints[state.index]  # nearest working pixel, as cv2.INTER_NEAREST
+                footprint = footprint[
+                    np.ix_(
+                        _nearest(y0, y1, height, footprint.shape[0]),
+                        _nearest(x0, x1, width, footprint.shape[1]),
+                    )
+                ]
             else:
+                y0, y1, x0, x1 = 0, height, 0, width
                 logits = logits[:height, :width]
                 footprint = obj.footprints[state.index]
-            confidence = np.minimum(logits, 10.0) / 10.0  # in (0, 1] where the mask holds the pixel
-            priority = confidence + self.config.smaller_on_top * smallness[k]
-            priority = priority + self.config.footprint_bonus * footprint
-            priority = np.where(logits > 0, priority, -np.inf)
-            wins = priority > best
-            best[wins] = priority[wins]
-            owner[wins] = k + 1
+            priority = np.minimum(logits, 10.0)
+            priority /= 10.0  # confidence in (0, 1] where the mask holds the pixel
+            priority += self.config.smaller_on_top * smallness[k]
+            priority += self.config.footprint_bonus * footprint
+            region_best, region_owner = best[y0:y1, x0:x1], owner[y0:y1, x0:x1]
+            wins = (logits > 0) & (priority > region_best)
+            np.copyto(region_best, priority, where=wins)
+            region_owner[wins] = k + 1
         return owner
 
     def _fill(self, views: list[_View], objects: list[_Object], keyframes: list[int]) -> list[_Object]:
@@ -725,6 +736,18 @@ class AutoSegmenter:
         coverage = float(sum(np.count_nonzero(m) for m in maps) / sum(m.size for m in maps))
         self.seconds.total = time.perf_counter() - start
         return AutoResult(self.scene, records, keyframes, coverage, self.seconds, self.notes, maps, points)
+
+
+def _reach(weights, positive: np.ndarray) -> tuple[int, int] | None:
+    """Full-resolution lines [start, stop) whose upscaling ``weights`` (sparse N x 256) touch a
+    ``positive`` (256 bool) low-res line; None when none do."""
+    touched = np.flatnonzero(weights @ positive.astype(np.float32))
+    return (int(touched[0]), int(touched[-1]) + 1) if len(touched) else None
+
+
+def _nearest(start: int, stop: int, full: int, small: int) -> np.ndarray:
+    """Indices of the ``small`` raster's lines that cv2.INTER_NEAREST gives full lines [start, stop)."""
+    return np.minimum(np.floor(np.arange(start, stop) * (small / full)).astype(np.int64), small - 1)
 
 
 def consistency(result: AutoResult, neighbours: int = 2, stride: int = 2) -> float:
