@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,9 @@ def run(args) -> int:
             "coverage": result.coverage,
             "consistency": consistency(result),
             "seconds": result.seconds.total,
+            "stage_seconds": asdict(result.seconds),
+            "keyframes": len(result.keyframes),
+            "views": len(scene),
         }
         if args.protocol == "demo":
             report |= evaluate_demo(result, SCENE_DIR)
@@ -221,6 +225,8 @@ def run(args) -> int:
     report["all_seconds"] = time.perf_counter() - start
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1, default=float))
-    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, default=float))
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list | dict)}, default=float))
+    if "stage_seconds" in report:
+        print("seconds per stage:", json.dumps({k: round(v, 1) for k, v in report["stage_seconds"].items()}))
     print(f"wrote {args.json}")
     return 0
