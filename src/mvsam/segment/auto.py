@@ -10,9 +10,11 @@ Global, not greedy (MastSAM's job, solved as one association problem):
    one view, so an object split into parts in one view and whole in another does not chain parts together.
    A cluster whose 3D voxels lie inside a larger cluster's is a part of it and, at the default granularity
    ("whole"), is dropped when the whole is at least as confident.
-4. Each object's member masks vote in its own voxel table; the votes are projected into every view, and the
+4. Each object's member masks vote in its own voxel table; the votes are projected into a view, and the
    footprint gives prompts (box, interior points, nearby negatives) decoded in batched SAM passes; the
-   candidate agreeing best with the footprint is kept.
+   candidate agreeing best with the footprint is kept. Every object is first decoded on the judging views
+   (the keyframes and views spread between them), where duplicates, groups and parts are dropped; only the
+   survivors are decoded in the other views.
 5. Overlaps are resolved per pixel: among the objects whose mask holds a pixel, the one whose 3D footprint
    holds it wins, then the smaller object (one lying on a larger one stays on top), then the higher logit.
 6. The least covered view gets automatic masks too; its masks over unlabelled pixels become new objects,
