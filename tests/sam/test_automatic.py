@@ -21,6 +21,7 @@ from mvsam.sam.masks import (
     rle_area,
     stability_scores,
     upscale_low_res_logits,
+    upscale_matrices,
 )
 from mvsam.sam.predictor import ImageEmbedding, upscale_logits
 
@@ -88,6 +89,27 @@ def test_upscale_matches_predictor_upscale():
         reference = upscale_logits(torch.from_numpy(logits)[None], embedding)[0].numpy()
         assert fast.shape == (5, *original)
         np.testing.assert_allclose(fast, reference, atol=2e-3)
+
+
+def test_upscale_matrices_match_upscale_and_reach_only_near_positive_cells():
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(256, 256)) * 5).astype(np.float32)
+    for original, resized in [
+        ((1200, 1600), (768, 1024)),
+        ((480, 854), (576, 1024)),
+        ((301, 200), (1024, 680)),
+    ]:
+        rows, cols = upscale_matrices(resized, original)
+        assert rows.shape == (original[0], 256) and cols.shape == (original[1], 256)
+        product = rows @ (cols @ logits.T).T
+        reference = upscale_low_res_logits(logits[None], resized, original)[0]
+        np.testing.assert_allclose(product, reference, atol=1e-4)
+        assert np.array_equal(product > 0, reference > 0) and rows.min() >= 0 and cols.min() >= 0
+    one = np.full((256, 256), -3.0, dtype=np.float32)
+    one[100, 50] = 3.0  # a single positive cell: positive pixels lie within a few pixels of its block
+    positive = np.argwhere(upscale_low_res_logits(one[None], (768, 1024), (1200, 1600))[0] > 0)
+    assert np.all(positive.min(axis=0) >= np.array([100, 50]) * 6.25 - 7)
+    assert np.all(positive.max(axis=0) <= np.array([101, 51]) * 6.25 + 7)
 
 
 def _synthetic_mask() -> np.ndarray:
@@ -259,6 +281,28 @@ def test_mask_matches_single_prompt_prediction(auto_masks, predictor, frame):
     assert agreement > 0.9999
     upscaled = upscale_logits(torch.from_numpy(low_res[k : k + 1])[None], predictor.embedding)[0].numpy()
     assert abs(stability_scores(upscaled, 1.0)[0] - mask.stability_score) < 1e-3
+
+
+def test_working_raster_masks_match_the_full_resolution_ones(auto_masks, predictor, frame):
+    """Automatic mode's setting: masks stay on SAM's 256x144 working raster (854x480 frame), never upscaled;
+    they are the full-resolution masks shrunk, and the car is found as well."""
+    from mvsam.segment.masks import mask_iou, resize_mask
+
+    working = AutomaticMaskGenerator(predictor, points_per_side=8, working_raster=True).generate(frame[0])
+    full = {(m.point_coords, round(m.predicted_iou, 5)): m for m in auto_masks}
+    matched = 0
+    for mask in working:
+        assert mask.segmentation.shape == (144, 256) and mask.area == int(mask.segmentation.sum()) > 0
+        twin = full.get((mask.point_coords, round(mask.predicted_iou, 5)))
+        if twin is not None:
+            matched += 1
+            assert mask_iou(resize_mask(twin.segmentation, (256, 144)), mask.segmentation) > 0.9
+            assert np.abs(np.subtract(twin.bbox, mask.bbox)).max() <= 8  # 3.3 full pixels per cell
+    assert matched >= 0.8 * len(auto_masks)
+    truth = resize_mask(frame[1], (256, 144))
+    assert max(mask_iou(m.segmentation, truth) for m in working) >= 0.9
+    with pytest.raises(ValueError, match="working_raster"):
+        AutomaticMaskGenerator(predictor, crop_n_layers=1, working_raster=True)
 
 
 def test_rle_output_and_small_region_cleanup(predictor, frame):

@@ -66,8 +66,11 @@ def run(args) -> int:
     geometry_seconds = time.perf_counter() - tick
     from mvsam.sam import load_predictor
 
-    predictor = load_predictor(
-        args.model, checkpoint=args.checkpoint, cache_dir=scene.cache_dir / "embeddings"
+    predictor = load_predictor(  # the video mode keeps the torch decoder its numbers were measured with
+        args.model,
+        checkpoint=args.checkpoint,
+        cache_dir=scene.cache_dir / "embeddings",
+        decoder="torch" if video else "auto",
     )
     if video:
         from mvsam.segment.auto_video import VideoAutoSegmenter

@@ -179,6 +179,7 @@ class AutomaticMaskGenerator:
         output_mode: OutputMode = "binary_mask",
         skip_covered: bool = False,  # decode the grid coarse to fine, skipping points already explained
         decode_chunk: int = 4,
+        working_raster: bool = False,  # masks on SAM's low-res raster cropped to the image, never upscaled
     ) -> None:
         if int(points_per_side) < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
@@ -202,6 +203,8 @@ class AutomaticMaskGenerator:
             raise ValueError(f"min_mask_region_area must be >= 0, got {min_mask_region_area}")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if working_raster and (crop_n_layers > 0 or min_mask_region_area > 0):
+            raise ValueError("working_raster masks need crop_n_layers=0 and min_mask_region_area=0")
         self.predictor = predictor
         self.points_per_side = int(points_per_side)
         self.points_per_batch = int(points_per_batch)
@@ -219,10 +222,16 @@ class AutomaticMaskGenerator:
             raise ValueError(f"decode_chunk must be >= 1, got {decode_chunk}")
         self.skip_covered = bool(skip_covered)
         self.decode_chunk = int(decode_chunk)
+        self.working_raster = bool(working_raster)
         self.last_timings = AmgTimings()
 
     def generate(self, image: np.ndarray) -> list[AutoMask]:
-        """Automatic masks for one HxWx3 uint8 RGB image."""
+        """Automatic masks for one HxWx3 uint8 RGB image.
+
+        With ``working_raster`` the segmentations (and areas) are h x w on SAM's working raster (the
+        256x256 low-res logits cropped to the image: 256x192 for 4:3), filtered by stability there and
+        never upscaled (for callers that work on that raster: automatic mode); boxes, points and crops
+        stay in full-image pixels."""
         image = validate_image(image)
         height, width = image.shape[:2]
         self.last_timings = AmgTimings()
@@ -306,6 +315,12 @@ class AutomaticMaskGenerator:
         ]
         valid = (math.ceil(embedding.input_size[0] / 4), math.ceil(embedding.input_size[1] / 4))
         low_res_stability = stability_scores(logits[:, : valid[0], : valid[1]], self.stability_score_offset)
+        if self.working_raster:
+            found = self._working_candidates(
+                points, scores, logits[:, : valid[0], : valid[1]], low_res_stability, crop, image_size
+            )
+            self.last_timings.postprocess_s += time.perf_counter() - start
+            return found, finest
         keep = np.flatnonzero(
             (scores > self.pred_iou_thresh)
             & (low_res_stability >= self.stability_score_thresh - LOW_RES_STABILITY_SLACK)
@@ -339,6 +354,37 @@ class AutomaticMaskGenerator:
             )
         self.last_timings.postprocess_s += time.perf_counter() - start
         return _Candidates.concat(parts), finest
+
+    def _working_candidates(
+        self,
+        points: np.ndarray,
+        scores: np.ndarray,
+        logits: np.ndarray,
+        stability: np.ndarray,
+        crop: np.ndarray,
+        image_size: tuple[int, int],
+    ) -> _Candidates:
+        """Candidates of one batch kept on the working raster: (B*K) scores, (B*K) x h x w logits and
+        their stability; boxes scaled to full-image pixels (the whole image is the only crop)."""
+        masks = logits > 0.0
+        keep = np.flatnonzero(
+            (scores > self.pred_iou_thresh)
+            & (stability >= self.stability_score_thresh)
+            & masks.any(axis=(1, 2))
+        )
+        scale = np.array([image_size[1], image_size[0]] * 2) / np.array(
+            [logits.shape[2], logits.shape[1]] * 2
+        )
+        boxes = np.round(mask_boxes(masks[keep]) * scale).astype(np.int64)
+        point_of = np.repeat(points, len(scores) // len(points), axis=0)[keep]
+        return _Candidates(
+            [encode_rle(masks[i]) for i in keep],
+            boxes,
+            scores[keep].astype(np.float64),
+            stability[keep],
+            point_of,
+            np.repeat(crop[None], len(keep), axis=0),
+        )
 
     # --- whole image ----------------------------------------------------------------------------
 
