@@ -39,7 +39,7 @@ from mvsam.io.images import image_size, list_images, read_mask_png, read_rgb
 from mvsam.io.video import FolderFrames, open_frames
 from mvsam.sam import load_predictor
 from mvsam.scene import Scene
-from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt
+from mvsam.segment.track import TRACK_DECODER, Tracker, TrackerConfig, TrackPrompt
 
 RSS_FRAMES = 300
 
@@ -256,6 +256,9 @@ def main() -> None:
         choices=["davis", "rss", "dtu", "objects", "cv"],
         default=["davis", "rss", "dtu", "objects"],
     )
+    parser.add_argument(
+        "--decoder", default=TRACK_DECODER, help=f"mask decoder backend (default {TRACK_DECODER})"
+    )
     parser.add_argument("--tiles", type=int, default=TrackerConfig.tiles)
     parser.add_argument("--sam-every", type=int, default=TrackerConfig.sam_every)
     parser.add_argument("--cv-step", type=int, default=3, help="cv: tune on every k-th frame")
@@ -263,7 +266,7 @@ def main() -> None:
     parser.add_argument("--no-geometry", action="store_true", help="DTU sweep by flow only")
     parser.add_argument("--json", type=Path, default=Path("bench_track.json"))
     args = parser.parse_args()
-    predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint)
+    predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint, decoder=args.decoder)
     tracker = Tracker(predictor, TrackerConfig(tiles=args.tiles, sam_every=args.sam_every))
     results = {"config": asdict(tracker.config)}
     for part, bench in [("davis", bench_davis), ("rss", bench_rss), ("objects", bench_objects)]:
