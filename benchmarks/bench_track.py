@@ -16,6 +16,9 @@
 - objects: the bundled demo scene's 8 views as a camera path, tracked from view 0's instance map with object 1
   alone and then with all 4 objects; CPU seconds of each run and their ratio (what the extra objects cost),
   and IoU per object.
+- speed: one object on DAVIS car-turn's first 40 frames at 480p from cold embeddings, the torch decoder and
+  ``--decoder`` (default ``TRACK_DECODER``) alternated twice in one process: frames/s, CPU s/frame, and
+  whether their masks are identical.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from mvsam.io.images import image_size, list_images, read_mask_png, read_rgb
 from mvsam.io.video import FolderFrames, open_frames
 from mvsam.sam import load_predictor
 from mvsam.scene import Scene
-from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt
+from mvsam.segment.track import TRACK_DECODER, Tracker, TrackerConfig, TrackPrompt
 
 RSS_FRAMES = 300
 
@@ -244,6 +247,37 @@ def bench_objects(tracker: Tracker, data: Path) -> dict:
     return result
 
 
+SPEED_SEQUENCE, SPEED_FRAMES, SPEED_ROUNDS = "car-turn", 40, 2
+
+
+def bench_speed(config: TrackerConfig, data: Path, checkpoint: Path | None, decoder: str) -> dict:
+    """Frames/s and CPU s/frame for one object on car-turn's first 40 frames at 480p, embeddings cold: the
+    torch decoder and ``decoder`` alternated in one process (fair on a loaded machine); masks must match."""
+    root = data / FOLDS[0]
+    frames = open_frames(root / "JPEGImages/480p" / SPEED_SEQUENCE)
+    frames = FolderFrames(frames.paths[:SPEED_FRAMES], frames.size)
+    prompt = TrackPrompt(0, mask=read_mask_png(root / "Annotations/480p" / SPEED_SEQUENCE / "00000.png"))
+    arms = {
+        name: Tracker(load_predictor("mobile_sam", checkpoint, cache_dir=False, decoder=name), config)
+        for name in ("torch", decoder)
+    }
+    result: dict = {name: {"cpu_s_per_frame": [], "fps": []} for name in arms}
+    masks = {}
+    for _ in range(SPEED_ROUNDS):
+        for name, arm in arms.items():
+            cpu, start = time.process_time(), time.perf_counter()
+            masks[name] = [r.mask for r in arm.track(frames, prompt)]
+            cpu, seconds = time.process_time() - cpu, time.perf_counter() - start
+            result[name]["cpu_s_per_frame"].append(cpu / len(frames))
+            result[name]["fps"].append(len(frames) / seconds)
+    first, *others = masks.values()
+    result["masks_identical"] = all(
+        np.array_equal(a, b) for other in others for a, b in zip(first, other, strict=True)
+    )
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -253,8 +287,11 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["davis", "rss", "dtu", "objects", "cv"],
-        default=["davis", "rss", "dtu", "objects"],
+        choices=["davis", "rss", "dtu", "objects", "cv", "speed"],
+        default=["davis", "rss", "dtu", "objects", "speed"],
+    )
+    parser.add_argument(
+        "--decoder", default=TRACK_DECODER, help=f"mask decoder backend (default {TRACK_DECODER})"
     )
     parser.add_argument("--tiles", type=int, default=TrackerConfig.tiles)
     parser.add_argument("--sam-every", type=int, default=TrackerConfig.sam_every)
@@ -263,12 +300,14 @@ def main() -> None:
     parser.add_argument("--no-geometry", action="store_true", help="DTU sweep by flow only")
     parser.add_argument("--json", type=Path, default=Path("bench_track.json"))
     args = parser.parse_args()
-    predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint)
+    predictor = load_predictor("mobile_sam", checkpoint=args.checkpoint, decoder=args.decoder)
     tracker = Tracker(predictor, TrackerConfig(tiles=args.tiles, sam_every=args.sam_every))
     results = {"config": asdict(tracker.config)}
     for part, bench in [("davis", bench_davis), ("rss", bench_rss), ("objects", bench_objects)]:
         if part in args.parts:
             results[part] = bench(tracker, args.data)
+    if "speed" in args.parts:
+        results["speed"] = bench_speed(tracker.config, args.data, args.checkpoint, args.decoder)
     if "cv" in args.parts:
         results["cv"] = bench_cv(
             tracker, args.data, args.cv_step, args.cv_held_step, args.json.with_suffix(".cv.json")

@@ -41,7 +41,14 @@ from mvsam.segment.prompts import (
     parse_mask_prompt,
     parse_point_or_box,
 )
-from mvsam.segment.track import ObjectsResult, Tracker, TrackerConfig, TrackPrompt, validate_objects
+from mvsam.segment.track import (
+    TRACK_DECODER,
+    ObjectsResult,
+    Tracker,
+    TrackerConfig,
+    TrackPrompt,
+    validate_objects,
+)
 
 
 @dataclass
@@ -238,7 +245,8 @@ def run(args) -> int:
     prompt_frame = validate_objects(prompts, frames)
     object_ids = sorted(prompts)
     several = len(object_ids) > 1
-    tracker = Tracker(load_predictor(args.model, checkpoint=args.checkpoint), config)
+    predictor = load_predictor(args.model, checkpoint=args.checkpoint, decoder=TRACK_DECODER)
+    tracker = Tracker(predictor, config)
     if scene is not None and several:
         print(
             f"{args.video}: {len(object_ids)} objects; the 3D memory follows one, so tracking by optical flow"

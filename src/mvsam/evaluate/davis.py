@@ -20,7 +20,7 @@ from mvsam.errors import InputError
 from mvsam.evaluate.metrics import boundary_f, iou
 from mvsam.io.images import list_images, read_mask_png
 from mvsam.io.video import FolderFrames, open_frames
-from mvsam.segment.track import Tracker, TrackerConfig, TrackPrompt
+from mvsam.segment.track import TRACK_DECODER, Tracker, TrackerConfig, TrackPrompt
 
 RESOLUTION = "480p"
 
@@ -152,7 +152,7 @@ def add_eval_parser(subparsers) -> None:
 def run(args) -> int:
     from mvsam.sam import load_predictor
 
-    predictor = load_predictor(args.model, checkpoint=args.checkpoint)
+    predictor = load_predictor(args.model, checkpoint=args.checkpoint, decoder=TRACK_DECODER)
     tracker = Tracker(predictor, TrackerConfig(sam_every=args.sam_every))
     report = evaluate_davis(tracker, args.data, args.sequences)
     print(report.table())
