@@ -313,7 +313,7 @@ def test_decoder_backend_choice_and_fallbacks(monkeypatch, caplog):
 
 
 def test_decoder_falls_back_to_torch_when_export_fails(monkeypatch, caplog):
-    def failing_export(graph, path):
+    def failing_export(graph, path, single=False):
         raise RuntimeError("decoder exporter broke")
 
     monkeypatch.setattr(accelerate, "export_decoder_onnx", failing_export)

@@ -579,12 +579,6 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
     single = backend == "openvino-bf16"
     path = onnx_path(weights_id, model_type, graph, part="decoder-single" if single else "decoder")
 
-    def export() -> None:
-        if single:
-            export_decoder_onnx(graph, path, single=True)
-        else:
-            export_decoder_onnx(graph, path)
-
     runtimes = {
         "auto": ("onnxruntime", "openvino"),
         "openvino": ("openvino", "onnxruntime"),
@@ -602,7 +596,7 @@ def build_decoder(model: Sam, model_type: str, weights_id: str, backend: str = "
             session = _cached_session(
                 path,
                 f"decoder-{runtime}-{precision}",
-                export,
+                lambda: export_decoder_onnx(graph, path, single=single),
                 lambda runtime=runtime, precision=precision: ExportedDecoder(
                     path, runtime, None, precision, single
                 ),

@@ -681,8 +681,9 @@ class AutoSegmenter:
         centers = np.array([self.scene.views[i].camera.center for i in posed])
         rows = choose_keyframes(centers, count, [posed.index(k) for k in keyframes])
         judges = {posed[k] for k in rows}
-        self._decode([views[i] for i in sorted(judges)], new)
-        kept = self._reconcile([views[i] for i in sorted(judges)], objects)
+        judged = [views[i] for i in sorted(judges)]
+        self._decode(judged, new)
+        kept = self._reconcile(judged, objects)
         alive = {id(o) for o in kept}
         self._decode([views[i] for i in posed if i not in judges], [o for o in new if id(o) in alive])
         return kept
